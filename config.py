@@ -1,0 +1,437 @@
+"""The YAML schema of dalinorm as frozen dataclasses, and its strict loader.
+
+Every value a user writes goes through :func:`load_config` (or :func:`config_from_dict`):
+unknown keys are errors with a did-you-mean, duplicate keys are errors with their line,
+types are checked exactly (a bool is not an int), ranges are checked, and ``--set a.b=v``
+overrides go through the same path. Errors are :class:`ConfigError` with the dotted key path.
+
+Mean and std are on the [0, 1] scale everywhere in the config; they are converted to the
+0–255 scale in exactly one place, where they are handed to DALI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DalinormError",
+    "DataConfig",
+    "EvalConfig",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LoaderConfig",
+    "NormalizeConfig",
+    "OutputConfig",
+    "StatsConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+]
+
+# torchvision's ImageNet statistics, on the [0, 1] scale.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class DalinormError(Exception):
+    """Base of the errors dalinorm raises for bad input; the CLI prints them as one line."""
+
+
+class ConfigError(DalinormError, ValueError):
+    """A configuration value is wrong. ``str(err)`` is ``"<key path>: <what, what was expected>"``."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class _FieldError(Exception):
+    """Raised by ``__post_init__`` checks; the loader prefixes the section's key path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(key, message)
+        self.key = key
+        self.message = message
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise _FieldError(key, message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are: ``root/<train>`` and ``root/<val>`` in ImageFolder layout."""
+
+    root: Path = Path("data")
+    train: str = "train"
+    val: str = "val"
+    # EXIF orientation: "ignore" matches torchvision/PIL (which do not rotate), "apply" rotates.
+    exif: Literal["ignore", "apply"] = "ignore"
+
+    def __post_init__(self) -> None:
+        for name in ("train", "val"):
+            value = getattr(self, name)
+            _require(bool(value.strip()), name, "must be a non-empty folder name under data.root")
+            _require(
+                not Path(value).is_absolute() and ".." not in Path(value).parts,
+                name,
+                f"must be a subfolder of data.root, got {value!r}",
+            )
+        _require(self.train != self.val, "val", f"must differ from data.train ({self.train!r})")
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Batching, threads and the device the pipeline runs on."""
+
+    batch_size: int = 256
+    num_threads: int = 4
+    device: Literal["auto", "gpu", "cpu"] = "auto"
+    seed: int = 0
+    prefetch: int = 2
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.num_threads >= 1, "num_threads", f"must be >= 1, got {self.num_threads}")
+        _require(self.prefetch >= 1, "prefetch", f"must be >= 1, got {self.prefetch}")
+        _require(
+            0 <= self.seed < 2**31, "seed", f"must be in [0, 2**31), got {self.seed}"
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip(hflip)."""
+
+    size: int = 224
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(self.size >= 1, "size", f"must be >= 1, got {self.size}")
+        lo, hi = self.scale
+        _require(
+            0 < lo <= hi <= 1, "scale", f"must be [min, max] with 0 < min <= max <= 1, got {list(self.scale)}"
+        )
+        lo, hi = self.ratio
+        _require(0 < lo <= hi, "ratio", f"must be [min, max] with 0 < min <= max, got {list(self.ratio)}")
+        _require(0 <= self.hflip <= 1, "hflip", f"must be a probability in [0, 1], got {self.hflip}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """torchvision's Resize(resize_shorter) + CenterCrop(crop)."""
+
+    resize_shorter: int = 256
+    crop: int = 224
+
+    def __post_init__(self) -> None:
+        _require(self.resize_shorter >= 1, "resize_shorter", f"must be >= 1, got {self.resize_shorter}")
+        _require(self.crop >= 1, "crop", f"must be >= 1, got {self.crop}")
+        _require(
+            self.crop <= self.resize_shorter,
+            "crop",
+            f"must be <= eval.resize_shorter ({self.resize_shorter}) so the crop lies inside "
+            f"the resized image, got {self.crop}",
+        )
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    """Which mean/std ``crop_mirror_normalize`` applies, all on the [0, 1] scale.
+
+    ``source``: ``imagenet`` (torchvision's constants), ``stats`` (a file written by
+    ``dalinorm stats``), ``values`` (``mean``/``std`` given here) or ``none`` (scale to [0, 1]
+    only). ``mode``: ``channel`` (one mean/std per channel) or ``global`` (one for all).
+    """
+
+    source: Literal["imagenet", "stats", "values", "none"] = "imagenet"
+    stats_file: Path | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    mode: Literal["channel", "global"] = "channel"
+    on_mismatch: Literal["error", "warn"] = "error"
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                _require(
+                    len(value) in (1, 3), name, f"must have 1 or 3 values (per channel), got {len(value)}"
+                )
+                _require(
+                    all(math.isfinite(v) for v in value), name, f"must be finite, got {list(value)}"
+                )
+        if self.std is not None:
+            _require(all(v > 0 for v in self.std), "std", f"must be > 0, got {list(self.std)}")
+        if self.source == "values":
+            _require(self.mean is not None, "mean", "is required when normalize.source is 'values'")
+            _require(self.std is not None, "std", "is required when normalize.source is 'values'")
+        else:
+            for name in ("mean", "std"):
+                _require(
+                    getattr(self, name) is None,
+                    name,
+                    f"is only used with normalize.source 'values', but source is {self.source!r}",
+                )
+        if self.source == "stats":
+            _require(
+                self.stats_file is not None,
+                "stats_file",
+                "is required when normalize.source is 'stats' (write one with `dalinorm stats`)",
+            )
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """dtype and layout of the image tensors handed to PyTorch."""
+
+    dtype: Literal["float32", "float16"] = "float32"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """Options of the statistics pass (``dalinorm stats``)."""
+
+    # native: raw decoded pixels; eval: after the eval resize + center crop the network sees.
+    resolution: Literal["native", "eval"] = "native"
+    # pixel: every pixel weighs the same; image: every image weighs the same.
+    weighting: Literal["pixel", "image"] = "pixel"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, validated dalinorm configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    # The file this config was read from (None when built from a dict); not a YAML key.
+    source_path: Path | None = field(default=None, compare=False, metadata={"yaml": False})
+
+    def split_dir(self, split: str) -> Path:
+        """The folder of ``split`` (``"train"``, ``"val"`` or a folder name under data.root)."""
+        name = {"train": self.data.train, "val": self.data.val}.get(split, split)
+        return self.data.root / name
+
+    def is_training_split(self, split: str) -> bool:
+        return split in ("train", self.data.train)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                str(key), f"duplicate key at line {line} (first defined at line {seen[key]})"
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__ if value is not None else "null"
+
+
+def _convert(value: Any, hint: Any, key: str, base_dir: Path | None) -> Any:
+    """Check ``value`` against the annotation ``hint`` exactly and return the typed value."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key, base_dir)
+    if origin is Literal:
+        if value not in args or isinstance(value, bool):
+            choices = "|".join(str(a) for a in args)
+            raise ConfigError(key, f"must be one of {choices}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {_type_name(value)} {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer, got {_type_name(value)} {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number, got {_type_name(value)} {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {_type_name(value)} {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(key, f"must be a path (string), got {_type_name(value)} {value!r}")
+        path = Path(value)
+        # Paths are taken literally: no ~ or $VAR expansion, never handed to a shell.
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(os.path.normpath(base_dir / path))
+        return path
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"must be a list, got {_type_name(value)} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            if not value:
+                raise ConfigError(key, "must be a non-empty list")
+            return tuple(_convert(v, args[0], f"{key}[{i}]", base_dir) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(key, f"must be a list of {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{key}[{i}]", base_dir) for i, (v, a) in enumerate(zip(value, args)))
+    raise TypeError(f"unsupported annotation {hint!r} for {key}")  # a bug in this module
+
+
+def _yaml_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)]
+
+
+def _build(cls: type, raw: Any, prefix: str, base_dir: Path | None) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix or "config", f"must be a mapping, got {_type_name(raw)} {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in _yaml_fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(path, f"unknown key{hint}")
+        hint_type = hints[key]
+        if dataclasses.is_dataclass(hint_type):
+            kwargs[key] = _build(hint_type, value, path, base_dir)
+        else:
+            kwargs[key] = _convert(value, hint_type, path, base_dir)
+    try:
+        return cls(**kwargs)
+    except _FieldError as err:
+        path = f"{prefix}.{err.key}" if prefix else err.key
+        raise ConfigError(path, err.message) from None
+
+
+def _apply_override(tree: dict, override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(override, "override must look like section.key=value")
+    dotted, _, text = override.partition("=")
+    parts = [p for p in dotted.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(dotted, "override key must be a dotted path like loader.batch_size")
+    try:
+        value = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(dotted, f"override value {text!r} is not valid YAML: {err}") from None
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: i + 1]), "is not a section, cannot set a key inside it")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(
+    raw: Mapping[str, Any] | None,
+    *,
+    overrides: Sequence[str] = (),
+    base_dir: Path | None = None,
+    source_path: Path | None = None,
+) -> Config:
+    """Validate a plain mapping (as YAML would give) into a :class:`Config`.
+
+    Relative paths resolve against ``base_dir`` (the config file's folder when loading a file).
+    """
+    tree = _deep_copy(dict(raw or {}))
+    for override in overrides:
+        _apply_override(tree, override)
+    cfg = _build(Config, tree, "", base_dir)
+    return dataclasses.replace(cfg, source_path=source_path)
+
+
+def _deep_copy(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _deep_copy(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_deep_copy(v) for v in tree]
+    return tree
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read and validate a YAML config file; ``overrides`` are ``"a.b=value"`` strings."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), f"cannot read config file: {err}") from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err.key}", err.message) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(str(path), f"invalid YAML{where}: {problem}") from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(str(path), f"must be a YAML mapping of sections, got {_type_name(raw)}")
+    return config_from_dict(
+        raw, overrides=overrides, base_dir=path.resolve().parent, source_path=path.resolve()
+    )
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The fully resolved config as plain YAML-friendly types (paths as strings, tuples as lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in _yaml_fields(type(value))}
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(cfg)

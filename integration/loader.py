@@ -1,0 +1,231 @@
+"""``DaliLoader``: what a PyTorch training loop iterates instead of a ``DataLoader``.
+
+It hides DALI's iterator (its ``data[0]["images"]`` output and the reader linked by name) and
+gives the contract of a torchvision ``DataLoader``: ``for images, labels in loader``, a new
+epoch each time it is iterated, ``len(loader)`` batches per epoch.
+
+Sharding, and what each rank yields (world_size 3, 23 images, batch 4)::
+
+    split  policy                       rank 0        rank 1        rank 2
+    train  drop_last=True (default)     1 batch of 4  1 batch of 4  1 batch of 4
+    train  drop_last=False              2 batches (the last one filled up with repeats of
+                                        the shard's last image, as DistributedSampler does)
+    val    always exact                 7 images:     8 images:     8 images:
+                                        4 + 3         4 + 4         4 + 4
+
+Train shards are blocks of one global permutation that is redrawn every epoch, so the ranks
+are disjoint within an epoch and every image moves between ranks across epochs. Eval shards
+are contiguous blocks of torchvision's file order: concatenated by rank they are exactly
+``ImageFolder``'s order, every image once, no padding, never an empty batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Iterator
+
+from dalinorm.config import Config, ConfigError
+from dalinorm.integration.device import resolve_device_id
+from dalinorm.pipelines.files import DatasetError, SplitListing, list_image_folder, shard_bounds
+from dalinorm.pipelines.graphs import GraphSpec, build_eval_pipeline, build_train_pipeline
+from dalinorm.pipelines.normalize import Normalization, resolve_normalization
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DaliLoader", "distributed_rank_world"]
+
+_SEED_STRIDE = 1_000_003  # decorrelates the random augmentations of different ranks
+
+
+def distributed_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world_size): the given values, else torch.distributed's, else (0, 1)."""
+    if rank is None and world_size is None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    if rank is None or world_size is None:
+        raise ValueError("rank and world_size must be given together")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+    return rank, world_size
+
+
+def _permutation(n: int, seed: int) -> list[int]:
+    import numpy as np
+
+    return np.random.default_rng(seed).permutation(n).tolist()
+
+
+class DaliLoader:
+    """Iterate ``(images, labels)`` batches of a split through a DALI pipeline.
+
+    ``images``: float32/float16 tensor, NCHW or NHWC as configured, on the pipeline's device
+    (CUDA when decoding on the GPU, else CPU). ``labels``: int64 tensor of shape [N], on the
+    same device. Iterating again starts the next epoch; train epochs are fresh global shuffles,
+    reproducible from ``loader.seed``; eval order is torchvision ``ImageFolder``'s.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        split: str = "train",
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        self.cfg = cfg
+        self.split = split
+        self.training = split == "train"
+        self.rank, self.world_size = distributed_rank_world(rank, world_size)
+        self.listing: SplitListing = list_image_folder(
+            cfg.split_dir(split), key=f"data.{'train' if self.training else 'val'}"
+        )
+        self.normalization: Normalization = resolve_normalization(cfg)
+        self.device_id = resolve_device_id(cfg.loader.device, local_rank=None)
+        self.batch_size = cfg.loader.batch_size
+        self.drop_last = cfg.loader.drop_last if self.training else False
+        n = len(self.listing)
+        if n < self.world_size:
+            raise DatasetError(
+                f"data.{split}: {n} images cannot be sharded across {self.world_size} ranks "
+                "(every rank needs at least one)"
+            )
+        self._batches, self.epoch_size = self._epoch_geometry(n)
+        if self.training and self._batches == 0:
+            raise ConfigError(
+                "loader.batch_size",
+                f"{self.batch_size} is larger than the {n // self.world_size} training images per "
+                "rank, so drop_last leaves no batch; lower it or set loader.drop_last: false",
+            )
+        self._pipeline = self._build_pipeline()
+        self._iterator = None
+        self._epoch = 0
+        self._left_in_epoch = 0
+        log.info(
+            "DaliLoader(%s): %d images, rank %d/%d, %d batches of %d per epoch, normalization %s",
+            split, n, self.rank, self.world_size, self._batches, self.batch_size,
+            self.normalization.origin,
+        )
+
+    # ------------------------------------------------------------------ geometry
+    def _epoch_geometry(self, n: int) -> tuple[int, int]:
+        """(batches per epoch, samples per epoch) on this rank; also sets how many batches the
+        pipeline itself produces per epoch and how many samples of the last one are real."""
+        bs = self.batch_size
+        if self.training:
+            # The reader pads every shard to the batch count of the largest shard, so each
+            # epoch starts aligned at the head of the (reshuffled) list on every rank.
+            self._pipeline_batches = math.ceil(math.ceil(n / self.world_size) / bs)
+            if self.drop_last:
+                batches = (n // self.world_size) // bs  # the smallest shard decides, for all ranks
+                self._last_size = bs
+                return batches, batches * bs
+            if self.world_size > 1:
+                # equal steps on every rank: short shards end with repeats of their last image
+                self._last_size = bs
+                return self._pipeline_batches, self._pipeline_batches * bs
+            self._last_size = n - (self._pipeline_batches - 1) * bs
+            return self._pipeline_batches, n
+        start, end = shard_bounds(n, self.rank, self.world_size)
+        self._pipeline_batches = math.ceil((end - start) / bs)
+        self._last_size = (end - start) - (self._pipeline_batches - 1) * bs
+        return self._pipeline_batches, end - start
+
+    def _build_pipeline(self):
+        n = len(self.listing)
+        files = [str(f) for f in self.listing.files]
+        labels = list(self.listing.labels)
+        if self.training:
+            # DALI's per-epoch shuffle uses a fixed seed of its own; permuting the list first
+            # with loader.seed (the same on every rank) makes the order depend on the seed.
+            order = _permutation(n, self.cfg.loader.seed)
+            spec = GraphSpec(
+                files=[files[i] for i in order],
+                labels=[labels[i] for i in order],
+                device_id=self.device_id,
+                seed=(self.cfg.loader.seed + _SEED_STRIDE * self.rank) % 2**31,
+                shard_id=self.rank,
+                num_shards=self.world_size,
+            )
+            return build_train_pipeline(self.cfg, spec, self.normalization)
+        start, end = shard_bounds(n, self.rank, self.world_size)
+        spec = GraphSpec(
+            files=files[start:end],
+            labels=labels[start:end],
+            device_id=self.device_id,
+            seed=self.cfg.loader.seed,
+        )
+        return build_eval_pipeline(self.cfg, spec, self.normalization)
+
+    def _make_iterator(self):
+        # The epoch is counted here rather than by DALI's reader-linked iterator: with padded,
+        # rotating shards that iterator leaves a batch of padding behind, which then opens the
+        # next epoch (DALI 2.4; see docs/DALI-NOTES). The pipeline yields exactly
+        # _pipeline_batches full batches per epoch; __iter__ keeps the real ones.
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        with warnings.catch_warnings():
+            # DALI warns against a manual size in favour of reader_name: that is the very
+            # iterator behaviour this avoids.
+            warnings.filterwarnings("ignore", message=".*reader_name.*")
+            return DALIGenericIterator(
+                [self._pipeline],
+                ["images", "labels"],
+                size=self._pipeline_batches * self.batch_size,
+                last_batch_policy=LastBatchPolicy.FILL,
+                auto_reset=True,
+            )
+
+    # ------------------------------------------------------------------ iteration
+    def __len__(self) -> int:
+        return self._batches
+
+    @property
+    def epoch(self) -> int:
+        """The number of epochs started so far."""
+        return self._epoch
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.device_id is None else f"cuda:{self.device_id}"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.listing.classes
+
+    def __iter__(self) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:  # noqa: F821
+        if self._iterator is None:
+            self._iterator = self._make_iterator()
+        elif self._left_in_epoch:
+            log.debug("DaliLoader: discarding %d batches of an unfinished epoch", self._left_in_epoch)
+            for _ in self._iterator:
+                pass
+        self._epoch += 1
+        return self._epoch_batches()
+
+    def _epoch_batches(self):
+        self._left_in_epoch = self._pipeline_batches
+        for index, out in enumerate(self._iterator):
+            self._left_in_epoch -= 1
+            if index >= self._batches:
+                continue  # padding the pipeline produced beyond this rank's last step
+            images, labels = out[0]["images"], out[0]["labels"]
+            if index == self._batches - 1 and self._last_size < self.batch_size:
+                images, labels = images[: self._last_size], labels[: self._last_size]
+            yield images, labels
+        self._left_in_epoch = 0
+
+    def close(self) -> None:
+        """Release the pipeline's threads and memory now rather than at garbage collection."""
+        self._iterator = None
+        self._pipeline = None
+
+    def __repr__(self) -> str:
+        return (f"DaliLoader(split={self.split!r}, images={len(self.listing)}, "
+                f"batches={self._batches}, rank={self.rank}/{self.world_size}, device={self.device})")

@@ -1,0 +1,16 @@
+"""DALI graphs (train and eval) and what they read: the ImageFolder listing and the mean/std."""
+
+from dalinorm.pipelines.files import DatasetError, SplitListing, list_image_folder
+from dalinorm.pipelines.graphs import GraphSpec, build_eval_pipeline, build_train_pipeline
+from dalinorm.pipelines.normalize import Normalization, resolve_normalization
+
+__all__ = [
+    "DatasetError",
+    "GraphSpec",
+    "Normalization",
+    "SplitListing",
+    "build_eval_pipeline",
+    "build_train_pipeline",
+    "list_image_folder",
+    "resolve_normalization",
+]

@@ -1,0 +1,200 @@
+"""The DALI graphs: train (fused random-crop decode → resize → crop_mirror_normalize) and eval
+(decode → resize shorter side → center crop → normalize), one definition for both devices.
+
+The only difference between the GPU and the CPU graph is the decoder's ``device`` string:
+``"mixed"`` (nvJPEG / hardware decoder, output on the GPU) or ``"cpu"``; every later operator
+runs where its input lives. ``device_id=None`` makes the pipeline CPU-only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from dalinorm.config import Config
+from dalinorm.pipelines.normalize import Normalization, dali_mean_std
+
+log = logging.getLogger(__name__)
+
+__all__ = ["READER_NAME", "GraphSpec", "build_eval_pipeline", "build_train_pipeline"]
+
+# The name that ties DALI's iterator to the reader's epoch size; internal to dalinorm.
+READER_NAME = "dalinorm_reader"
+
+
+def _dali():
+    try:
+        from nvidia.dali import fn, math as dmath, types
+        from nvidia.dali.pipeline import Pipeline
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "dalinorm needs NVIDIA DALI: pip install nvidia-dali-cuda120"
+        ) from err
+    return fn, dmath, types, Pipeline
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What a pipeline reads and how it runs, besides the config's transforms."""
+
+    files: Sequence[str]
+    labels: Sequence[int]
+    device_id: int | None  # None: CPU-only pipeline
+    seed: int
+    shard_id: int = 0
+    num_shards: int = 1
+
+    @property
+    def decode_device(self) -> str:
+        return "cpu" if self.device_id is None else "mixed"
+
+
+def _new_pipeline(cfg: Config, spec: GraphSpec):
+    _, _, _, Pipeline = _dali()
+    return Pipeline(
+        batch_size=cfg.loader.batch_size,
+        num_threads=cfg.loader.num_threads,
+        device_id=spec.device_id,
+        seed=spec.seed,
+        prefetch_queue_depth=cfg.loader.prefetch,
+    )
+
+
+def _labels(labels, spec: GraphSpec):
+    """[1]-shaped int32 reader labels → int64 scalars, on the images' device."""
+    fn, _, types, _ = _dali()
+    labels = fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)
+    return labels if spec.device_id is None else labels.gpu()
+
+
+def _normalize(images, cfg: Config, normalization: Normalization, **crop_args):
+    fn, _, types, _ = _dali()
+    mean, std = dali_mean_std(normalization)
+    return fn.crop_mirror_normalize(
+        images,
+        dtype=types.FLOAT16 if cfg.output.dtype == "float16" else types.FLOAT,
+        output_layout="CHW" if cfg.output.layout == "NCHW" else "HWC",
+        mean=mean,
+        std=std,
+        **crop_args,
+    )
+
+
+def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
+    """torchvision's RandomResizedCrop + RandomHorizontalFlip + Normalize as one DALI graph.
+
+    The reader reshuffles the whole list every epoch (``shuffle_after_epoch``) and each shard
+    takes its block of that order, so shards are disjoint and the order is global. Padding
+    the last batch keeps every epoch aligned to the start of the list (without it, the reader
+    carries leftover samples into the next epoch and shards overlap; see docs).
+    """
+    fn, _, types, _ = _dali()
+    pipe = _new_pipeline(cfg, spec)
+    with pipe:
+        jpegs, labels = fn.readers.file(
+            files=list(spec.files),
+            labels=list(spec.labels),
+            shard_id=spec.shard_id,
+            num_shards=spec.num_shards,
+            shuffle_after_epoch=True,
+            pad_last_batch=True,
+            name=READER_NAME,
+        )
+        images = fn.decoders.image_random_crop(
+            jpegs,
+            device=spec.decode_device,
+            output_type=types.RGB,
+            random_area=list(cfg.train.scale),
+            random_aspect_ratio=list(cfg.train.ratio),
+            num_attempts=10,
+            adjust_orientation=cfg.data.exif == "apply",
+        )
+        images = fn.resize(
+            images,
+            resize_x=float(cfg.train.size),
+            resize_y=float(cfg.train.size),
+            interp_type=types.INTERP_LINEAR,
+            antialias=True,
+        )
+        mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+        images = _normalize(images, cfg, normalization, mirror=mirror)
+        pipe.set_outputs(images, _labels(labels, spec))
+    return pipe
+
+
+def _torchvision_eval_geometry(shape, resize_shorter: int, crop: int):
+    """Per-sample resize size and crop anchor, computed the way torchvision computes them.
+
+    ``shape`` is the encoded image's (H, W, C). torchvision's ``Resize(S)`` sets the short side
+    to S and *truncates* the long side, ``int(S * long / short)``; DALI's own ``resize_shorter``
+    rounds it. ``CenterCrop`` puts the anchor at ``round((size - crop) / 2)`` with Python's
+    half-to-even rounding; DALI's ``crop_pos_x=0.5`` rounds half up. Integer arithmetic here
+    reproduces torchvision exactly; the anchor is handed to DALI as the position ``a / d``,
+    which DALI turns back into ``roundf(a / d * d) == a``.
+    """
+    fn, dmath, types, _ = _dali()
+    h = shape[0]
+    w = shape[1]
+    landscape = fn.cast(h <= w, dtype=types.INT32)  # short side is H
+    portrait = 1 - landscape
+    s = resize_shorter
+    new_h = landscape * s + portrait * ((s * h) // w)
+    new_w = portrait * s + landscape * ((s * w) // h)
+
+    def anchor_pos(extent):
+        d = extent - crop
+        half = d // 2
+        odd = d - 2 * half
+        anchor = half + odd * (half - 2 * (half // 2))  # round half to even
+        return fn.cast(anchor, dtype=types.FLOAT) / fn.cast(dmath.max(d, 1), dtype=types.FLOAT)
+
+    return (
+        fn.cast(new_h, dtype=types.FLOAT),
+        fn.cast(new_w, dtype=types.FLOAT),
+        anchor_pos(new_h),
+        anchor_pos(new_w),
+    )
+
+
+def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
+    """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph.
+
+    Reads ``spec.files`` once per epoch in the given order (no shuffle, no reader sharding:
+    the loader hands each rank its own block), padding the last batch so that every epoch
+    starts at the first file; the iterator trims the padding.
+    """
+    fn, _, types, _ = _dali()
+    exif = cfg.data.exif == "apply"
+    pipe = _new_pipeline(cfg, spec)
+    with pipe:
+        jpegs, labels = fn.readers.file(
+            files=list(spec.files),
+            labels=list(spec.labels),
+            pad_last_batch=True,
+            name=READER_NAME,
+        )
+        shape = fn.peek_image_shape(jpegs, adjust_orientation=exif, dtype=types.INT32)
+        new_h, new_w, pos_y, pos_x = _torchvision_eval_geometry(
+            shape, cfg.eval.resize_shorter, cfg.eval.crop
+        )
+        images = fn.decoders.image(
+            jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
+        )
+        images = fn.resize(
+            images,
+            resize_x=new_w,
+            resize_y=new_h,
+            interp_type=types.INTERP_LINEAR,
+            antialias=True,
+        )
+        images = _normalize(
+            images,
+            cfg,
+            normalization,
+            crop=(cfg.eval.crop, cfg.eval.crop),
+            crop_pos_x=pos_x,
+            crop_pos_y=pos_y,
+        )
+        pipe.set_outputs(images, _labels(labels, spec))
+    return pipe
