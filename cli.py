@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -81,10 +83,27 @@ def _stream_epoch(loader) -> dict:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dalinorm.integration.loader import DaliLoader
+    import dataclasses
+    import tempfile
+
+    from dalinorm.stats import compute_stats, write_stats_file
 
     cfg = _load(args)
     print(f"config: {args.config} (valid)")
+    stats = compute_stats(cfg, split="train")
+    print(format_stats_table(stats))
+    with tempfile.TemporaryDirectory(prefix="dalinorm-demo-") as tmp:
+        stats_file = Path(tmp) / "train_stats.yaml"
+        write_stats_file(stats_file, stats)
+        cfg = dataclasses.replace(cfg, normalize=dataclasses.replace(
+            cfg.normalize, source="stats", stats_file=stats_file, mean=None, std=None))
+        _demo_epochs(cfg)
+    return 0
+
+
+def _demo_epochs(cfg: Config) -> None:
+    from dalinorm.integration.loader import DaliLoader
+
     for split in ("train", "val"):
         loader = DaliLoader(cfg, split)
         result = _stream_epoch(loader)
@@ -101,6 +120,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
             + f"  (normalization: {loader.normalization.origin})"
         )
         loader.close()
+
+
+# ---------------------------------------------------------------------- stats
+def _maybe_init_distributed() -> None:
+    """Under torchrun (WORLD_SIZE > 1), join the process group: nccl on GPU, gloo on CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl")
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def format_stats_table(stats) -> str:
+    """The summary printed after a stats pass."""
+    lines = [
+        f"split {stats.split}: {stats.num_images} images, {stats.num_pixels:,} pixels per channel "
+        f"({stats.resolution} resolution, {stats.weighting} weighting), decoded on {stats.decoder_device}",
+        f"{'channel':<8}{'mean':>10}{'std':>10}{'mean_255':>10}{'std_255':>10}{'min':>6}{'max':>6}",
+    ]
+    lows = stats.min or ("-",) * 3
+    highs = stats.max or ("-",) * 3
+    for name, m, s, lo, hi in zip("RGB", stats.mean, stats.std, lows, highs):
+        lines.append(f"{name:<8}{m:>10.5f}{s:>10.5f}{m * 255:>10.3f}{s * 255:>10.3f}{lo!s:>6}{hi!s:>6}")
+    lines.append(f"{'global':<8}{stats.global_mean:>10.5f}{stats.global_std:>10.5f}"
+                 f"{stats.global_mean * 255:>10.3f}{stats.global_std * 255:>10.3f}")
+    return "\n".join(lines)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from dalinorm.stats import compute_stats, write_stats_file
+
+    cfg = _load(args)
+    if args.plot:
+        from dalinorm.stats.plot import require_matplotlib
+
+        require_matplotlib()
+    split = args.split or "train"
+    out = Path(args.out) if args.out else (cfg.normalize.stats_file or Path(f"{split}_stats.yaml"))
+    _maybe_init_distributed()
+    stats = compute_stats(cfg, split=split, allow_split=args.allow_split,
+                          histogram=bool(args.plot or args.histogram), progress=_is_rank_zero())
+    if not _is_rank_zero():
+        return 0
+    write_stats_file(out, stats)
+    print(format_stats_table(stats))
+    print(f"wrote {out} (fingerprint {stats.fingerprint[:19]}…, file list {out.name}.files.txt)")
+    if args.plot:
+        from dalinorm.stats.plot import plot_histograms
+
+        plot_histograms(stats, Path(args.plot))
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -117,10 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_validate)
 
+    p = sub.add_parser("stats", help="exact per-channel mean/std of the training split -> stats file")
+    _add_config_args(p)
+    p.add_argument("--split", default=None,
+                   help="split to reduce: train (default), val, or a folder under data.root")
+    p.add_argument("--out", default=None,
+                   help="stats file to write (default: normalize.stats_file, else <split>_stats.yaml)")
+    p.add_argument("--plot", default=None, metavar="PATH.png",
+                   help="also draw per-channel histograms with mean ± std (needs matplotlib)")
+    p.add_argument("--histogram", action="store_true",
+                   help="also record 256-bin histograms, min and max (slower: images go to the host)")
+    p.add_argument("--allow-split", action="store_true",
+                   help="allow a split other than the training split (leaks it into normalization)")
+    p.set_defaults(func=cmd_stats)
+
     p = sub.add_parser("demo", help="stream one train and one eval epoch of the sample data")
     _add_config_args(p, optional=True)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,10 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        format="%(message)s" if not args.debug else "%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("dalinorm").setLevel(logging.DEBUG if args.debug else logging.INFO)
     func: Callable[[argparse.Namespace], int] = args.func
+    # SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C, so that half-written
+    # temporary files are removed and the previous output stays in place.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return func(args)
     except DalinormError as err:

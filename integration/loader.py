@@ -27,31 +27,16 @@ import warnings
 from typing import Iterator
 
 from dalinorm.config import Config, ConfigError
-from dalinorm.integration.device import resolve_device_id
+from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
 from dalinorm.pipelines.files import DatasetError, SplitListing, list_image_folder, shard_bounds
 from dalinorm.pipelines.graphs import GraphSpec, build_eval_pipeline, build_train_pipeline
 from dalinorm.pipelines.normalize import Normalization, resolve_normalization
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DaliLoader", "distributed_rank_world"]
+__all__ = ["DaliLoader"]
 
 _SEED_STRIDE = 1_000_003  # decorrelates the random augmentations of different ranks
-
-
-def distributed_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """(rank, world_size): the given values, else torch.distributed's, else (0, 1)."""
-    if rank is None and world_size is None:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-    if rank is None or world_size is None:
-        raise ValueError("rank and world_size must be given together")
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-    return rank, world_size
 
 
 def _permutation(n: int, seed: int) -> list[int]:

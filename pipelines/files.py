@@ -14,7 +14,14 @@ from pathlib import Path
 
 from dalinorm.config import DalinormError
 
-__all__ = ["DatasetError", "IMAGE_EXTENSIONS", "SplitListing", "list_image_folder", "shard_bounds"]
+__all__ = [
+    "DatasetError",
+    "IMAGE_EXTENSIONS",
+    "SplitListing",
+    "fingerprint_of",
+    "list_image_folder",
+    "shard_bounds",
+]
 
 # torchvision.datasets.folder.IMG_EXTENSIONS, compared case-insensitively as torchvision does.
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -42,17 +49,20 @@ class SplitListing:
         """Paths relative to the split folder, with '/' separators (stable across machines)."""
         return [f.relative_to(self.root).as_posix() for f in self.files]
 
+    def file_list(self) -> str:
+        """``size<TAB>relative/path`` lines, sorted by path: what the fingerprint covers."""
+        sizes = [p.stat().st_size for p in self.files]
+        return "".join(f"{size}\t{rel}\n" for rel, size in sorted(zip(self.relative_paths(), sizes)))
+
     def fingerprint(self) -> str:
         """sha256 over the sorted relative paths and sizes: changes when a file is added,
         removed, renamed or rewritten with another size."""
-        digest = hashlib.sha256()
-        for rel, path in sorted(zip(self.relative_paths(), self.files)):
-            digest.update(f"{rel}\t{path.stat().st_size}\n".encode("utf-8", "surrogateescape"))
-        return "sha256:" + digest.hexdigest()
+        return fingerprint_of(self.file_list())
 
-    def size_index(self) -> dict[str, int]:
-        """Relative path → size in bytes, for telling which files changed."""
-        return {rel: p.stat().st_size for rel, p in zip(self.relative_paths(), self.files)}
+
+def fingerprint_of(file_list: str) -> str:
+    """The fingerprint of a :meth:`SplitListing.file_list` text."""
+    return "sha256:" + hashlib.sha256(file_list.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def list_image_folder(split_dir: Path, *, key: str = "data.root") -> SplitListing:

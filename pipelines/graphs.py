@@ -17,7 +17,13 @@ from dalinorm.pipelines.normalize import Normalization, dali_mean_std
 
 log = logging.getLogger(__name__)
 
-__all__ = ["READER_NAME", "GraphSpec", "build_eval_pipeline", "build_train_pipeline"]
+__all__ = [
+    "READER_NAME",
+    "GraphSpec",
+    "build_eval_pipeline",
+    "build_stats_pipeline",
+    "build_train_pipeline",
+]
 
 # The name that ties DALI's iterator to the reader's epoch size; internal to dalinorm.
 READER_NAME = "dalinorm_reader"
@@ -157,44 +163,78 @@ def _torchvision_eval_geometry(shape, resize_shorter: int, crop: int):
     )
 
 
-def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
-    """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph.
+def _eval_resize(jpegs, images, cfg: Config, exif: bool):
+    """Resize like torchvision's Resize(resize_shorter); returns (images, crop arguments)."""
+    fn, _, types, _ = _dali()
+    shape = fn.peek_image_shape(jpegs, adjust_orientation=exif, dtype=types.INT32)
+    new_h, new_w, pos_y, pos_x = _torchvision_eval_geometry(
+        shape, cfg.eval.resize_shorter, cfg.eval.crop
+    )
+    images = fn.resize(
+        images, resize_x=new_w, resize_y=new_h, interp_type=types.INTERP_LINEAR, antialias=True
+    )
+    crop = {"crop": (cfg.eval.crop, cfg.eval.crop), "crop_pos_x": pos_x, "crop_pos_y": pos_y}
+    return images, crop
 
-    Reads ``spec.files`` once per epoch in the given order (no shuffle, no reader sharding:
-    the loader hands each rank its own block), padding the last batch so that every epoch
-    starts at the first file; the iterator trims the padding.
+
+def _read_in_order(spec: GraphSpec):
+    """Read ``spec.files`` once per epoch in the given order, the last batch padded (with
+    repeats of the last file) so every epoch starts at the first file; callers drop the
+    padding. No shuffle and no reader sharding: the caller hands each rank its own block."""
+    fn, _, _, _ = _dali()
+    return fn.readers.file(
+        files=list(spec.files), labels=list(spec.labels), pad_last_batch=True, name=READER_NAME
+    )
+
+
+def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
+    """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
+    fn, _, types, _ = _dali()
+    exif = cfg.data.exif == "apply"
+    pipe = _new_pipeline(cfg, spec)
+    with pipe:
+        jpegs, labels = _read_in_order(spec)
+        images = fn.decoders.image(
+            jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
+        )
+        images, crop = _eval_resize(jpegs, images, cfg, exif)
+        images = _normalize(images, cfg, normalization, **crop)
+        pipe.set_outputs(images, _labels(labels, spec))
+    return pipe
+
+
+# Squares of 0..255 (≤ 65025) fit in uint16; lookup_table's values are floats, exact here.
+_SQUARES = [float(v * v) for v in range(256)]
+
+
+def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, with_images: bool = False):
+    """Per-image, per-channel exact moments inside the graph, for the statistics pass.
+
+    Outputs per image: ``sums`` (uint64 [3], Σx), ``squares`` (uint64 [3], Σx²) and
+    ``shape`` (int64 [3], H W C of the reduced image); with ``with_images`` also the uint8
+    image itself (only for histograms). uint8 × uint8 stays uint8 in DALI, so the squares
+    come from a uint8 → uint16 lookup table and are summed in uint64: exact for any image
+    under 2**48 pixels. ``stats.resolution: eval`` reduces the image the network sees
+    (torchvision's resize + center crop, before normalization) instead of the decoded one.
     """
     fn, _, types, _ = _dali()
     exif = cfg.data.exif == "apply"
     pipe = _new_pipeline(cfg, spec)
     with pipe:
-        jpegs, labels = fn.readers.file(
-            files=list(spec.files),
-            labels=list(spec.labels),
-            pad_last_batch=True,
-            name=READER_NAME,
-        )
-        shape = fn.peek_image_shape(jpegs, adjust_orientation=exif, dtype=types.INT32)
-        new_h, new_w, pos_y, pos_x = _torchvision_eval_geometry(
-            shape, cfg.eval.resize_shorter, cfg.eval.crop
-        )
+        jpegs, _ = _read_in_order(spec)
         images = fn.decoders.image(
             jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
         )
-        images = fn.resize(
-            images,
-            resize_x=new_w,
-            resize_y=new_h,
-            interp_type=types.INTERP_LINEAR,
-            antialias=True,
-        )
-        images = _normalize(
-            images,
-            cfg,
-            normalization,
-            crop=(cfg.eval.crop, cfg.eval.crop),
-            crop_pos_x=pos_x,
-            crop_pos_y=pos_y,
-        )
-        pipe.set_outputs(images, _labels(labels, spec))
+        if cfg.stats.resolution == "eval":
+            images, crop = _eval_resize(jpegs, images, cfg, exif)
+            images = fn.crop(images, **crop)
+        # [H*W, 3]: one reduction axis is faster than two on DALI's CPU backend
+        flat = fn.reshape(images, shape=[-1, 3])
+        sums = fn.reductions.sum(flat, axes=[0], dtype=types.UINT64)
+        squares = fn.lookup_table(flat, keys=list(range(256)), values=_SQUARES, dtype=types.UINT16)
+        squares = fn.reductions.sum(squares, axes=[0], dtype=types.UINT64)
+        outputs = [sums, squares, images.shape(dtype=types.INT64)]
+        if with_images:
+            outputs.append(images)
+        pipe.set_outputs(*outputs)
     return pipe

@@ -1,4 +1,4 @@
-"""Choosing the device a pipeline runs on: ``loader.device: auto|gpu|cpu``."""
+"""Where a pipeline runs: the device (``loader.device: auto|gpu|cpu``) and the rank."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dalinorm.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cuda_available", "resolve_device_id"]
+__all__ = ["cuda_available", "distributed_rank_world", "resolve_device_id"]
 
 
 def cuda_available() -> bool:
@@ -42,3 +42,18 @@ def resolve_device_id(device: str, *, local_rank: int | None = None) -> int | No
     log.info("dalinorm: decoding on GPU %d (%s), loader.device: %s",
              device_id, torch.cuda.get_device_name(device_id), device)
     return device_id
+
+
+def distributed_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world_size): the given values, else torch.distributed's, else (0, 1)."""
+    if rank is None and world_size is None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    if rank is None or world_size is None:
+        raise ValueError("rank and world_size must be given together")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+    return rank, world_size

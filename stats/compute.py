@@ -1,0 +1,201 @@
+"""The statistics pass: every image of the training split exactly once, reduced in the graph.
+
+Each rank reads its own contiguous block of the split (no reader padding reaches the sums:
+the padded tail of the last batch is dropped here), DALI reduces every image to per-channel
+integer sums, and the sums are merged exactly: across batches in :class:`MomentsAccumulator`,
+across ranks by gathering the accumulators (sums and counts, never means) and adding them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from dalinorm.config import Config, DalinormError
+from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
+from dalinorm.pipelines.files import SplitListing, fingerprint_of, list_image_folder, shard_bounds
+from dalinorm.pipelines.graphs import GraphSpec, build_stats_pipeline
+from dalinorm.stats.file import DatasetStats
+from dalinorm.stats.moments import MomentsAccumulator, std_from_var
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LeakError", "compute_stats", "reduce_split"]
+
+
+class LeakError(DalinormError, ValueError):
+    """Statistics were asked of a split other than the training split."""
+
+
+def _as_numpy(tensor_list) -> np.ndarray:
+    if hasattr(tensor_list, "as_cpu"):  # a GPU TensorList: these are a few bytes per image
+        tensor_list = tensor_list.as_cpu()
+    return np.array(tensor_list.as_tensor())
+
+
+def _histograms(images, count: int) -> np.ndarray:
+    """[3, 256] pixel counts summed over the first ``count`` uint8 HWC images of a batch."""
+    if hasattr(images, "as_cpu"):
+        images = images.as_cpu()
+    total = np.zeros((3, 256), dtype=np.int64)
+    for i in range(count):
+        flat = np.asarray(images[i]).reshape(-1, 3)
+        for c in range(3):
+            total[c] += np.bincount(flat[:, c], minlength=256)
+    return total
+
+
+def reduce_split(
+    cfg: Config,
+    listing: SplitListing,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    histogram: bool = False,
+    progress: bool = False,
+) -> tuple[MomentsAccumulator, str]:
+    """Moments of this rank's block of ``listing``; returns (accumulator, decoder device)."""
+    start, end = shard_bounds(len(listing), rank, world_size)
+    count = end - start
+    acc = MomentsAccumulator()
+    device_id = resolve_device_id(cfg.loader.device)
+    if count == 0:
+        return acc, "cpu" if device_id is None else "gpu"
+    spec = GraphSpec(
+        files=[str(f) for f in listing.files[start:end]],
+        labels=list(listing.labels[start:end]),
+        device_id=device_id,
+        seed=cfg.loader.seed,
+    )
+    pipe = build_stats_pipeline(cfg, spec, with_images=histogram)
+    pipe.build()
+    bs = cfg.loader.batch_size
+    batches = math.ceil(count / bs)
+    bar = _progress_bar(count, enabled=progress, desc=f"stats {listing.root.name}")
+    started = time.perf_counter()
+    try:
+        for index in range(batches):
+            outputs = pipe.run()
+            real = count - index * bs if index == batches - 1 else bs  # drop the reader's padding
+            sums = _as_numpy(outputs[0])[:real]
+            squares = _as_numpy(outputs[1])[:real]
+            shapes = _as_numpy(outputs[2])[:real]
+            acc.add_batch(shapes[:, 0] * shapes[:, 1], sums, squares)
+            if histogram:
+                acc.add_histogram(_histograms(outputs[3], real))
+            bar.update(real)
+    finally:
+        bar.close()
+        del pipe
+    seconds = time.perf_counter() - started
+    log.info("stats: %d images in %.1f s (%.0f images/s) on rank %d", count, seconds,
+             count / max(seconds, 1e-9), rank)
+    return acc, "cpu" if device_id is None else "gpu"
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, *, enabled: bool, desc: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True, smoothing=0.1)
+
+
+def _all_reduce(acc: MomentsAccumulator) -> MomentsAccumulator:
+    """Every rank's sums and counts added up, identically on every rank (rank order)."""
+    import torch.distributed as dist
+
+    gathered: list[MomentsAccumulator | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, acc)
+    total = MomentsAccumulator()
+    for part in gathered:
+        total.merge(part)
+    return total
+
+
+def compute_stats(
+    cfg: Config,
+    *,
+    split: str = "train",
+    allow_split: bool = False,
+    histogram: bool = False,
+    progress: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> DatasetStats:
+    """Exact normalization statistics of ``split`` (the training split by default).
+
+    Refuses any other split unless ``allow_split``: statistics taken from evaluation data leak
+    it into the model's input. Under ``torch.distributed`` (or with explicit ``rank`` and
+    ``world_size`` *and* an initialized process group) each rank reduces its block and the
+    integer sums are all-reduced, so every rank returns the single-process result.
+    """
+    if not cfg.is_training_split(split) and not allow_split:
+        raise LeakError(
+            f"--split {split}: normalization statistics must come from the training split "
+            f"(data.train = {cfg.data.train!r}); taking them from {split!r} leaks evaluation data "
+            "into the model's input. Pass --allow-split to compute them anyway (for analysis)"
+        )
+    split_name = {"train": cfg.data.train, "val": cfg.data.val}.get(split, split)
+    listing = list_image_folder(cfg.split_dir(split), key=f"data.{split}")
+    rank, world_size = distributed_rank_world(rank, world_size)
+    acc, device = reduce_split(cfg, listing, rank=rank, world_size=world_size,
+                               histogram=histogram, progress=progress)
+    if world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            acc = _all_reduce(acc)
+    return stats_from_moments(cfg, acc, listing=listing, split=split_name, decoder_device=device)
+
+
+def stats_from_moments(
+    cfg: Config, acc: MomentsAccumulator, *, listing: SplitListing, split: str, decoder_device: str
+) -> DatasetStats:
+    """Turn merged moments into :class:`DatasetStats` on the [0, 1] scale."""
+    if cfg.stats.weighting == "pixel":
+        mean, var, g_mean, g_var = acc.pixel_moments()
+    else:
+        mean, var, g_mean, g_var = acc.image_moments()
+    extremes = acc.extremes()
+    try:
+        import nvidia.dali as dali
+
+        dali_version = dali.__version__
+    except ImportError:  # pragma: no cover
+        dali_version = "unknown"
+    file_list = listing.file_list()
+    return DatasetStats(
+        mean=tuple(m / 255.0 for m in mean),
+        std=tuple(std_from_var(v) / 255.0 for v in var),
+        global_mean=g_mean / 255.0,
+        global_std=std_from_var(g_var) / 255.0,
+        num_images=acc.num_images,
+        num_pixels=acc.num_pixels,
+        split=split,
+        fingerprint=fingerprint_of(file_list),
+        resolution=cfg.stats.resolution,
+        weighting=cfg.stats.weighting,
+        exif=cfg.data.exif,
+        decoder_device=decoder_device,
+        dali_version=dali_version,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sums={"pixels": acc.num_pixels, "sum": list(acc.sums), "sum_squares": list(acc.squares)},
+        min=tuple(extremes[0]) if extremes else None,
+        max=tuple(extremes[1]) if extremes else None,
+        histogram=tuple(tuple(int(v) for v in row) for row in acc.histogram)
+        if acc.histogram is not None else None,
+        file_list=file_list,
+    )

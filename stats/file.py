@@ -1,0 +1,257 @@
+"""The stats file: YAML, versioned, human-readable, written atomically, read back exactly.
+
+Floats are written with ``repr`` precision, so they read back bit-identical. Next to the
+file, ``<name>.files.txt`` lists the relative path and size of every image the statistics
+came from; its sha256 is the ``fingerprint``, which the loader compares with the current
+training split before it applies the statistics (the leak guard).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from dalinorm.config import Config, DalinormError
+from dalinorm.pipelines.files import fingerprint_of, list_image_folder
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "DatasetStats",
+    "StatsFileError",
+    "load_stats_for_config",
+    "read_stats_file",
+    "write_atomically",
+    "write_stats_file",
+]
+
+FORMAT = "dalinorm-stats"
+VERSION = 1
+CHANNEL_NAMES = ("R", "G", "B")
+
+
+class StatsFileError(DalinormError, ValueError):
+    """A stats file is missing, corrupt, of another version, or does not fit the data."""
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """Normalization statistics of one split. mean/std are on the [0, 1] scale."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    global_mean: float
+    global_std: float
+    num_images: int
+    num_pixels: int  # per channel
+    split: str
+    fingerprint: str
+    resolution: str = "native"
+    weighting: str = "pixel"
+    exif: str = "ignore"
+    decoder_device: str = "cpu"
+    dali_version: str = ""
+    created: str = ""
+    sums: dict[str, Any] = field(default_factory=dict)  # exact integers: pixels, sum, sum_squares
+    min: tuple[int, int, int] | None = None
+    max: tuple[int, int, int] | None = None
+    histogram: tuple[tuple[int, ...], ...] | None = None  # [3][256] pixel counts
+    skipped_files: int = 0
+    # the file list the fingerprint covers, written next to the stats file (not a YAML key)
+    file_list: str = field(default="", repr=False, compare=False)
+
+    def to_yaml_tree(self) -> dict[str, Any]:
+        tree: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+        tree.update(
+            split=self.split,
+            mean=list(self.mean),
+            std=list(self.std),
+            global_mean=self.global_mean,
+            global_std=self.global_std,
+            mean_255=[m * 255.0 for m in self.mean],
+            std_255=[s * 255.0 for s in self.std],
+            global_mean_255=self.global_mean * 255.0,
+            global_std_255=self.global_std * 255.0,
+            num_images=self.num_images,
+            num_pixels=self.num_pixels,
+            skipped_files=self.skipped_files,
+            min=list(self.min) if self.min is not None else None,
+            max=list(self.max) if self.max is not None else None,
+            options={"resolution": self.resolution, "weighting": self.weighting, "exif": self.exif},
+            decoder={"device": self.decoder_device, "dali_version": self.dali_version},
+            fingerprint=self.fingerprint,
+            created=self.created,
+            sums=self.sums,
+            histogram=(
+                {name: list(row) for name, row in zip(CHANNEL_NAMES, self.histogram)}
+                if self.histogram is not None else None
+            ),
+        )
+        return tree
+
+
+# ---------------------------------------------------------------------- writing
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a
+    torn one: a temporary file in the same folder, fsync, then rename over the target. The
+    temporary file is removed if anything (an exception, Ctrl-C) interrupts the write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _file_list_path(path: Path) -> Path:
+    return path.with_name(path.name + ".files.txt")
+
+
+def write_stats_file(path: Path, stats: DatasetStats) -> None:
+    """Write the file list, then the stats file, each atomically."""
+    path = Path(path)
+    if fingerprint_of(stats.file_list) != stats.fingerprint:
+        raise ValueError("file list does not match the stats' fingerprint")  # a bug, not input
+    write_atomically(_file_list_path(path), stats.file_list.encode("utf-8", "surrogateescape"))
+    text = (
+        "# Normalization statistics written by `dalinorm stats`. mean/std are on the [0, 1]\n"
+        "# scale (x/255); *_255 give the same on the 0-255 scale, for reading.\n"
+        + yaml.safe_dump(stats.to_yaml_tree(), sort_keys=False, width=120, default_flow_style=None)
+    )
+    write_atomically(path, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------- reading
+def _field(tree: dict, key: str, kind: type | tuple, path: Path, *, length: int | None = None):
+    if key not in tree:
+        raise StatsFileError(f"{path}: key '{key}' is missing; not a complete dalinorm stats file")
+    value = tree[key]
+    if length is not None:
+        if not isinstance(value, list) or len(value) != length:
+            got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
+            raise StatsFileError(f"{path}: '{key}' must be a list of {length} values "
+                                 f"(one per RGB channel), got {got}")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, kind):
+                raise StatsFileError(f"{path}: '{key}' must hold numbers, got {v!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise StatsFileError(f"{path}: '{key}' must be {getattr(kind, '__name__', 'a number')}, "
+                             f"got {value!r}")
+    return value
+
+
+def read_stats_file(path: Path) -> DatasetStats:
+    """Read and check a stats file; :class:`StatsFileError` names the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StatsFileError(f"{path}: stats file not found (write one with `dalinorm stats`)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise StatsFileError(f"{path}: cannot read stats file: {err}") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise StatsFileError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); "
+                             "the file is corrupt") from None
+    if not isinstance(tree, dict) or tree.get("format") != FORMAT:
+        raise StatsFileError(f"{path}: not a dalinorm stats file (expected 'format: {FORMAT}')")
+    if tree.get("version") != VERSION:
+        raise StatsFileError(f"{path}: stats file format version {tree.get('version')!r} is not "
+                             f"supported (this dalinorm reads version {VERSION}); recompute it")
+    number = (int, float)
+    mean = _field(tree, "mean", number, path, length=3)
+    std = _field(tree, "std", number, path, length=3)
+    if any(s <= 0 for s in std):
+        raise StatsFileError(f"{path}: 'std' must be > 0, got {std}")
+    global_std = float(_field(tree, "global_std", number, path))
+    if global_std <= 0:
+        raise StatsFileError(f"{path}: 'global_std' must be > 0, got {global_std}")
+    options = tree.get("options") or {}
+    decoder = tree.get("decoder") or {}
+    histogram = tree.get("histogram")
+    return DatasetStats(
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        global_mean=float(_field(tree, "global_mean", number, path)),
+        global_std=global_std,
+        num_images=_field(tree, "num_images", int, path),
+        num_pixels=_field(tree, "num_pixels", int, path),
+        split=str(_field(tree, "split", str, path)),
+        fingerprint=str(_field(tree, "fingerprint", str, path)),
+        resolution=str(options.get("resolution", "native")),
+        weighting=str(options.get("weighting", "pixel")),
+        exif=str(options.get("exif", "ignore")),
+        decoder_device=str(decoder.get("device", "")),
+        dali_version=str(decoder.get("dali_version", "")),
+        created=str(tree.get("created", "")),
+        sums=dict(tree.get("sums") or {}),
+        min=tuple(tree["min"]) if tree.get("min") is not None else None,
+        max=tuple(tree["max"]) if tree.get("max") is not None else None,
+        histogram=(tuple(tuple(histogram[c]) for c in CHANNEL_NAMES) if histogram else None),
+        skipped_files=int(tree.get("skipped_files", 0) or 0),
+    )
+
+
+def _parse_file_list(text: str) -> dict[str, str]:
+    entries = {}
+    for line in text.splitlines():
+        size, _, rel = line.partition("\t")
+        entries[rel] = size
+    return entries
+
+
+def describe_mismatch(path: Path, current_list: str) -> str:
+    """How the training files differ from those the stats were computed on."""
+    list_path = _file_list_path(Path(path))
+    now = _parse_file_list(current_list)
+    try:
+        then = _parse_file_list(list_path.read_text(encoding="utf-8", errors="surrogateescape"))
+    except OSError:
+        return f"{len(now)} training files now; their list at the time ({list_path.name}) is missing"
+    added = len(now.keys() - then.keys())
+    removed = len(then.keys() - now.keys())
+    changed = sum(1 for k in now.keys() & then.keys() if now[k] != then[k])
+    return f"{added} files added, {removed} removed, {changed} changed in size since"
+
+
+def load_stats_for_config(cfg: Config, *, check_fingerprint: bool = True) -> DatasetStats:
+    """The stats file named by ``normalize.stats_file``, checked against the training split.
+
+    On a fingerprint mismatch this fails (``normalize.on_mismatch: error``) or logs a warning
+    (``warn``), saying how many files were added, removed or changed.
+    """
+    path = cfg.normalize.stats_file
+    stats = read_stats_file(path)
+    if not check_fingerprint:
+        return stats
+    listing = list_image_folder(cfg.split_dir("train"), key="data.train")
+    current = listing.file_list()
+    if fingerprint_of(current) != stats.fingerprint:
+        message = (
+            f"normalize.stats_file: {path} was computed on other files than the training split "
+            f"{cfg.split_dir('train')} ({describe_mismatch(path, current)}); recompute it with "
+            "`dalinorm stats`, or set normalize.on_mismatch: warn to use it anyway"
+        )
+        if cfg.normalize.on_mismatch == "error":
+            raise StatsFileError(message)
+        log.warning("%s", message)
+    return stats

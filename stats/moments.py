@@ -1,0 +1,142 @@
+"""Exact, mergeable per-channel moments.
+
+Pixel weighting keeps integer sums (count, Σx, Σx²) in Python ints: merging batches, workers
+and ranks is integer addition, so the order never matters and nothing is lost; the mean and
+the population variance are formed once at the end from exact integers (``int / int`` in
+Python is correctly rounded), so no catastrophic cancellation either.
+
+Image weighting (every image counts the same, whatever its size) cannot stay in integers;
+it keeps (images, mean, M2) in float64 and merges with Chan et al.'s parallel formula,
+where each image enters with its exactly rounded mean and variance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["MomentsAccumulator", "exact_mean_var"]
+
+CHANNELS = 3
+
+
+def exact_mean_var(count: int, total: int, total_sq: int) -> tuple[float, float]:
+    """Mean and population variance (ddof 0) of ``count`` values with exact integer sums,
+    each rounded once from the exact rational value."""
+    if count <= 0:
+        raise ValueError("no pixels to take moments of")
+    # int / int is correctly rounded in Python, and the numerator is exact: no cancellation
+    return total / count, (count * total_sq - total * total) / (count * count)
+
+
+@dataclass
+class _ChanState:
+    """(n, mean, M2) per channel plus the pooled channel, merged with Chan's formula."""
+
+    n: float = 0.0
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(CHANNELS + 1))
+    m2: np.ndarray = field(default_factory=lambda: np.zeros(CHANNELS + 1))
+
+    def merge(self, n: float, mean: np.ndarray, m2: np.ndarray) -> None:
+        if n == 0:
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.n * n / total)
+        self.n = total
+
+
+@dataclass
+class MomentsAccumulator:
+    """Running per-channel moments of uint8 RGB pixels; ``merge`` combines two of them.
+
+    ``add_image`` takes one image's exact integer sums; ``add_histogram`` optionally adds its
+    256-bin per-channel histogram (which also gives min and max).
+    """
+
+    num_images: int = 0
+    num_pixels: int = 0  # per channel
+    sums: list[int] = field(default_factory=lambda: [0] * CHANNELS)
+    squares: list[int] = field(default_factory=lambda: [0] * CHANNELS)
+    histogram: np.ndarray | None = None  # int64 [3, 256], when histograms are taken
+    _per_image: _ChanState = field(default_factory=_ChanState)
+
+    def add_batch(self, pixels: np.ndarray, sums: np.ndarray, squares: np.ndarray) -> None:
+        """A batch of images: ``pixels`` [B] pixels per channel of each image, ``sums`` and
+        ``squares`` [B, 3] their per-channel Σx and Σx² (exact integers)."""
+        pixels = np.asarray(pixels, dtype=np.int64).reshape(-1)
+        sums = np.asarray(sums, dtype=np.int64).reshape(-1, CHANNELS)
+        squares = np.asarray(squares, dtype=np.int64).reshape(-1, CHANNELS)
+        if pixels.size == 0:
+            return
+        if (pixels <= 0).any():
+            raise ValueError("an image with no pixels cannot be reduced")
+        self.num_images += int(pixels.size)
+        self.num_pixels += int(pixels.sum())
+        # int64 is exact per batch (Σx² of 256 images of 100 MP < 2**51); Python ints beyond
+        for c in range(CHANNELS):
+            self.sums[c] += int(sums[:, c].sum())
+            self.squares[c] += int(squares[:, c].sum())
+        # image weighting: each image's mean and variance (float64; the pooled channel last),
+        # folded in as one group with Chan's formula
+        n = np.concatenate([np.repeat(pixels[:, None], CHANNELS, 1), CHANNELS * pixels[:, None]], 1)
+        s = np.concatenate([sums, sums.sum(1, keepdims=True)], 1).astype(np.float64)
+        q = np.concatenate([squares, squares.sum(1, keepdims=True)], 1).astype(np.float64)
+        mean = s / n
+        var = np.maximum(q / n - mean * mean, 0.0)
+        group_mean = mean.mean(axis=0)
+        group_m2 = var.sum(axis=0) + ((mean - group_mean) ** 2).sum(axis=0)
+        self._per_image.merge(float(pixels.size), group_mean, group_m2)
+
+    def add_histogram(self, histogram: np.ndarray) -> None:
+        histogram = np.asarray(histogram, dtype=np.int64).reshape(CHANNELS, 256)
+        self.histogram = histogram.copy() if self.histogram is None else self.histogram + histogram
+
+    def merge(self, other: "MomentsAccumulator") -> "MomentsAccumulator":
+        """Add ``other`` into this accumulator (exactly, for the integer parts)."""
+        self.num_images += other.num_images
+        self.num_pixels += other.num_pixels
+        self.sums = [a + b for a, b in zip(self.sums, other.sums)]
+        self.squares = [a + b for a, b in zip(self.squares, other.squares)]
+        self._per_image.merge(other._per_image.n, other._per_image.mean, other._per_image.m2)
+        if other.histogram is not None:
+            self.add_histogram(other.histogram)
+        return self
+
+    # ------------------------------------------------------------------ results
+    def pixel_moments(self) -> tuple[list[float], list[float], float, float]:
+        """(mean[3], var[3], global mean, global var) in 0–255 units, every pixel weighted
+        the same; global pools the three channels."""
+        per_channel = [exact_mean_var(self.num_pixels, s, q) for s, q in zip(self.sums, self.squares)]
+        g_mean, g_var = exact_mean_var(self.num_pixels * CHANNELS, sum(self.sums), sum(self.squares))
+        return [m for m, _ in per_channel], [v for _, v in per_channel], g_mean, g_var
+
+    def image_moments(self) -> tuple[list[float], list[float], float, float]:
+        """The same with every image weighted the same: the mean of image means, and the
+        variance of the mixture (mean within-image variance + variance of image means)."""
+        state = self._per_image
+        if state.n == 0:
+            raise ValueError("no images to take moments of")
+        var = state.m2 / state.n
+        return (state.mean[:CHANNELS].tolist(), var[:CHANNELS].tolist(),
+                float(state.mean[CHANNELS]), float(var[CHANNELS]))
+
+    def extremes(self) -> tuple[list[int], list[int]] | None:
+        """Per-channel (min, max) from the histogram, or None without one."""
+        if self.histogram is None:
+            return None
+        lows, highs = [], []
+        for row in self.histogram:
+            present = np.flatnonzero(row)
+            lows.append(int(present[0]) if present.size else 0)
+            highs.append(int(present[-1]) if present.size else 0)
+        return lows, highs
+
+
+def std_from_var(var: float) -> float:
+    # a variance that rounds to a hair below 0 for constant data is 0
+    return math.sqrt(max(var, 0.0))
