@@ -185,6 +185,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dalinorm.integration.bench import format_table, run_bench, write_report
+
+    cfg = _load(args)
+    backends = ("dali", "torchvision") if args.backend == "both" else (args.backend,)
+    report = run_bench(cfg, split=args.split, backends=backends, epochs=args.epochs,
+                       warmup=args.warmup, workers=args.workers, with_floor=not args.no_floor,
+                       with_stats=not args.no_stats)
+    print(format_table(report))
+    if args.json:
+        write_report(Path(args.json), report)
+        print(f"wrote {args.json}")
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -211,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-split", action="store_true",
                    help="allow a split other than the training split (leaks it into normalization)")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("bench", help="images/s of DALI vs the torchvision DataLoader, decode floor, stats pass")
+    _add_config_args(p)
+    p.add_argument("--split", choices=("train", "val"), default="train")
+    p.add_argument("--backend", choices=("dali", "torchvision", "both"), default="both")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per backend (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="torchvision DataLoader workers (default: all cores)")
+    p.add_argument("--no-floor", action="store_true", help="skip the decode-only floor")
+    p.add_argument("--no-stats", action="store_true", help="skip the statistics pass")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="stream one train and one eval epoch of the sample data")
     _add_config_args(p, optional=True)

@@ -1,0 +1,108 @@
+"""The torchvision reference path: the same config as a classic ``DataLoader``.
+
+``reference_loader(cfg, split)`` builds torchvision's ``ImageFolder`` with torchvision's
+transforms for the recipe the DALI graphs implement, the same normalization (including
+``source: stats`` and ``mode: global``), output dtype and layout, and the same
+``(images, labels)`` contract. It is what the parity suite holds DALI to, and the baseline
+of ``dalinorm bench``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dalinorm.config import Config
+from dalinorm.pipelines.files import list_image_folder
+from dalinorm.pipelines.normalize import resolve_normalization
+
+__all__ = ["reference_loader", "reference_transform"]
+
+
+def _open_rgb(exif: bool):
+    def load(path: str):
+        from PIL import Image, ImageOps
+
+        with open(path, "rb") as handle:
+            img = Image.open(handle)
+            if exif:
+                img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+
+    return load
+
+
+def reference_transform(cfg: Config, split: str):
+    """torchvision's transform for ``split``: PIL image → normalized float CHW tensor."""
+    import torch
+    from torchvision.transforms import v2
+
+    norm = resolve_normalization(cfg)
+    if split == "train":
+        geometry = [
+            v2.RandomResizedCrop(cfg.train.size, scale=cfg.train.scale, ratio=cfg.train.ratio,
+                                 antialias=True),
+            v2.RandomHorizontalFlip(cfg.train.hflip),
+        ]
+    else:
+        geometry = [v2.Resize(cfg.eval.resize_shorter, antialias=True), v2.CenterCrop(cfg.eval.crop)]
+    return v2.Compose([
+        *geometry,
+        v2.PILToTensor(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(norm.mean), std=list(norm.std)),
+    ])
+
+
+class _Collate:
+    """Stack, then the configured dtype and layout (picklable for worker processes)."""
+
+    def __init__(self, dtype: str, layout: str) -> None:
+        self.dtype = dtype
+        self.layout = layout
+
+    def __call__(self, batch: list[tuple[Any, int]]):
+        import torch
+
+        images = torch.stack([img for img, _ in batch])
+        if self.layout == "NHWC":
+            images = images.permute(0, 2, 3, 1).contiguous()
+        if self.dtype == "float16":
+            images = images.half()
+        labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
+        return images, labels
+
+
+def reference_loader(
+    cfg: Config,
+    split: str = "val",
+    *,
+    num_workers: int | None = None,
+    persistent_workers: bool = True,
+    seed: int | None = None,
+):
+    """A torchvision ``DataLoader`` over ``split`` with the config's recipe and batch size.
+
+    ``num_workers`` defaults to the machine's cores. Train shuffles (seeded from
+    ``loader.seed``) and honours ``drop_last``; eval keeps ``ImageFolder`` order.
+    """
+    import torch
+    from torchvision.datasets import ImageFolder
+
+    list_image_folder(cfg.split_dir(split), key=f"data.{split}")  # same errors as DaliLoader
+    dataset = ImageFolder(str(cfg.split_dir(split)), transform=reference_transform(cfg, split),
+                          loader=_open_rgb(cfg.data.exif == "apply"))
+    workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+    training = split == "train"
+    generator = torch.Generator().manual_seed(cfg.loader.seed if seed is None else seed)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.loader.batch_size,
+        shuffle=training,
+        drop_last=cfg.loader.drop_last if training else False,
+        num_workers=workers,
+        persistent_workers=persistent_workers and workers > 0,
+        collate_fn=_Collate(cfg.output.dtype, cfg.output.layout),
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )
