@@ -176,6 +176,7 @@ def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) ->
     from nvidia.dali.pipeline import Pipeline
 
     from dalinorm.pipelines.files import list_image_folder
+    from dalinorm.pipelines.graphs import run_batches
 
     listing = list_image_folder(cfg.split_dir(split))
     pipe = Pipeline(batch_size=cfg.loader.batch_size, num_threads=cfg.loader.num_threads,
@@ -193,8 +194,8 @@ def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) ->
             sampler.reset()
             cpu0 = cpu_seconds(process_tree())
             start = time.perf_counter()
-            for _ in range(batches):
-                pipe.run()
+            for _ in run_batches(pipe, batches):
+                pass
             sample = EpochSample(len(listing), time.perf_counter() - start,
                                  cpu_seconds(process_tree()) - cpu0, sampler.peak)
             if epoch:  # the first is warm-up

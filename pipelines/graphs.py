@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "READER_NAME",
+    "run_batches",
     "GraphSpec",
     "build_eval_pipeline",
     "build_stats_pipeline",
@@ -238,3 +239,21 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, with_images: bool = Fa
             outputs.append(images)
         pipe.set_outputs(*outputs)
     return pipe
+
+
+def run_batches(pipe, batches: int):
+    """Yield the outputs of ``batches`` iterations of a built pipeline, keeping its prefetch
+    queue full (``pipe.run()`` alone waits for each batch before asking for the next, so
+    reading, decoding and reducing never overlap). Schedules exactly ``batches`` runs."""
+    depth = pipe.prefetch_queue_depth
+    depth = depth if isinstance(depth, int) else max(depth.values())
+    scheduled = 0
+    while scheduled < min(depth, batches):
+        pipe.schedule_run()
+        scheduled += 1
+    for _ in range(batches):
+        outputs = pipe.outputs()
+        if scheduled < batches:
+            pipe.schedule_run()
+            scheduled += 1
+        yield outputs

@@ -18,7 +18,7 @@ import numpy as np
 from dalinorm.config import Config, DalinormError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
 from dalinorm.pipelines.files import SplitListing, fingerprint_of, list_image_folder, shard_bounds
-from dalinorm.pipelines.graphs import GraphSpec, build_stats_pipeline
+from dalinorm.pipelines.graphs import GraphSpec, build_stats_pipeline, run_batches
 from dalinorm.stats.file import DatasetStats
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
@@ -71,15 +71,15 @@ def reduce_split(
         device_id=device_id,
         seed=cfg.loader.seed,
     )
-    pipe = build_stats_pipeline(cfg, spec, with_images=histogram)
-    pipe.build()
     bs = cfg.loader.batch_size
     batches = math.ceil(count / bs)
     bar = _progress_bar(count, enabled=progress, desc=f"stats {listing.root.name}")
     started = time.perf_counter()
+    pipe = None
     try:
-        for index in range(batches):
-            outputs = pipe.run()
+        pipe = build_stats_pipeline(cfg, spec, with_images=histogram)
+        pipe.build()
+        for index, outputs in enumerate(run_batches(pipe, batches)):
             real = count - index * bs if index == batches - 1 else bs  # drop the reader's padding
             sums = _as_numpy(outputs[0])[:real]
             squares = _as_numpy(outputs[1])[:real]
