@@ -24,7 +24,7 @@ from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LeakError", "compute_stats", "reduce_split"]
+__all__ = ["LeakError", "ShardReducer", "compute_stats", "reduce_split"]
 
 
 class LeakError(DalinormError, ValueError):
@@ -49,6 +49,58 @@ def _histograms(images, count: int) -> np.ndarray:
     return total
 
 
+class ShardReducer:
+    """One rank's block of a split, reduced to moments; ``reduce()`` may be called again for
+    another full pass over the same files (the pipeline is built once)."""
+
+    def __init__(self, cfg: Config, listing: SplitListing, *, rank: int = 0, world_size: int = 1,
+                 histogram: bool = False) -> None:
+        start, end = shard_bounds(len(listing), rank, world_size)
+        self.count = end - start
+        self.rank = rank
+        self.histogram = histogram
+        self.batch_size = cfg.loader.batch_size
+        self.name = listing.root.name
+        self.device_id = resolve_device_id(cfg.loader.device)
+        self.decoder_device = "cpu" if self.device_id is None else "gpu"
+        self._spec = GraphSpec(
+            files=[str(f) for f in listing.files[start:end]],
+            labels=list(listing.labels[start:end]),
+            device_id=self.device_id,
+            seed=cfg.loader.seed,
+        )
+        self._cfg = cfg
+        self._pipe = None
+
+    def reduce(self, *, progress: bool = False) -> MomentsAccumulator:
+        acc = MomentsAccumulator()
+        if self.count == 0:
+            return acc
+        bs = self.batch_size
+        batches = math.ceil(self.count / bs)
+        bar = _progress_bar(self.count, enabled=progress, desc=f"stats {self.name}")
+        started = time.perf_counter()
+        try:
+            if self._pipe is None:
+                self._pipe = build_stats_pipeline(self._cfg, self._spec, with_images=self.histogram)
+                self._pipe.build()
+            for index, outputs in enumerate(run_batches(self._pipe, batches)):
+                # the reader pads the last batch with repeats of the last file: drop them
+                real = self.count - index * bs if index == batches - 1 else bs
+                shapes = _as_numpy(outputs[2])[:real]
+                acc.add_batch(shapes[:, 0] * shapes[:, 1], _as_numpy(outputs[0])[:real],
+                              _as_numpy(outputs[1])[:real])
+                if self.histogram:
+                    acc.add_histogram(_histograms(outputs[3], real))
+                bar.update(real)
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - started
+        log.info("stats: %d images in %.1f s (%.0f images/s) on rank %d", self.count, seconds,
+                 self.count / max(seconds, 1e-9), self.rank)
+        return acc
+
+
 def reduce_split(
     cfg: Config,
     listing: SplitListing,
@@ -59,42 +111,8 @@ def reduce_split(
     progress: bool = False,
 ) -> tuple[MomentsAccumulator, str]:
     """Moments of this rank's block of ``listing``; returns (accumulator, decoder device)."""
-    start, end = shard_bounds(len(listing), rank, world_size)
-    count = end - start
-    acc = MomentsAccumulator()
-    device_id = resolve_device_id(cfg.loader.device)
-    if count == 0:
-        return acc, "cpu" if device_id is None else "gpu"
-    spec = GraphSpec(
-        files=[str(f) for f in listing.files[start:end]],
-        labels=list(listing.labels[start:end]),
-        device_id=device_id,
-        seed=cfg.loader.seed,
-    )
-    bs = cfg.loader.batch_size
-    batches = math.ceil(count / bs)
-    bar = _progress_bar(count, enabled=progress, desc=f"stats {listing.root.name}")
-    started = time.perf_counter()
-    pipe = None
-    try:
-        pipe = build_stats_pipeline(cfg, spec, with_images=histogram)
-        pipe.build()
-        for index, outputs in enumerate(run_batches(pipe, batches)):
-            real = count - index * bs if index == batches - 1 else bs  # drop the reader's padding
-            sums = _as_numpy(outputs[0])[:real]
-            squares = _as_numpy(outputs[1])[:real]
-            shapes = _as_numpy(outputs[2])[:real]
-            acc.add_batch(shapes[:, 0] * shapes[:, 1], sums, squares)
-            if histogram:
-                acc.add_histogram(_histograms(outputs[3], real))
-            bar.update(real)
-    finally:
-        bar.close()
-        del pipe
-    seconds = time.perf_counter() - started
-    log.info("stats: %d images in %.1f s (%.0f images/s) on rank %d", count, seconds,
-             count / max(seconds, 1e-9), rank)
-    return acc, "cpu" if device_id is None else "gpu"
+    reducer = ShardReducer(cfg, listing, rank=rank, world_size=world_size, histogram=histogram)
+    return reducer.reduce(progress=progress), reducer.decoder_device
 
 
 class _NoBar:

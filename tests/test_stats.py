@@ -188,6 +188,12 @@ def test_batches_and_shards_merge_exactly(mixed_data):
         total.merge(reduce_split(cfg, listing, rank=rank, world_size=3)[0])
     assert (total.num_pixels, total.sums, total.squares) == (
         whole.sums["pixels"], whole.sums["sum"], whole.sums["sum_squares"])
+    # a reducer run twice (as bench does) reads the same files again, not a shifted window
+    from dalinorm.stats.compute import ShardReducer
+
+    reducer = ShardReducer(make_config(mixed_data, "loader.batch_size=4"), listing, rank=1, world_size=3)
+    first, second = reducer.reduce(), reducer.reduce()
+    assert (first.sums, first.squares, first.num_images) == (second.sums, second.squares, second.num_images)
 
 
 def _distributed_worker(rank: int, world: int, root: str, port: int, out: str) -> None:
