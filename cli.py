@@ -43,6 +43,10 @@ def _load(args: argparse.Namespace) -> Config:
 # ---------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    if cfg.normalize.source == "stats":  # a missing or corrupt stats file is a config error too
+        from dalinorm.stats.file import read_stats_file
+
+        read_stats_file(cfg.normalize.stats_file)
     sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return 0
 
@@ -185,6 +189,27 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- check-data
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from dalinorm.pipelines.checks import check_split, format_checked_list
+    from dalinorm.stats.file import write_atomically
+
+    cfg = _load(args)
+    splits = ("train", "val") if args.split == "all" else (args.split,)
+    reports = [check_split(cfg, split, progress=True) for split in splits]
+    for report in reports:
+        for bad in report.bad:
+            print(f"{bad.path}: {bad.reason}")
+        print(f"{report.split}: {len(report.listing)} files, {len(report.good)} good, "
+              f"{len(report.bad)} bad ({report.listing.root})")
+    if args.write_list:
+        write_atomically(Path(args.write_list),
+                         format_checked_list(reports, cfg.data.root).encode("utf-8", "surrogateescape"))
+        print(f"wrote {args.write_list}: use it with data.on_bad_file: skip and "
+              f"data.checked_list: {args.write_list}")
+    return 1 if any(r.bad for r in reports) else 0
+
+
 # ---------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
     from dalinorm.integration.bench import format_table, run_bench, write_report
@@ -227,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-split", action="store_true",
                    help="allow a split other than the training split (leaks it into normalization)")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("check-data", help="decode every file of a split and report the unusable ones")
+    _add_config_args(p)
+    p.add_argument("--split", choices=("train", "val", "all"), default="all")
+    p.add_argument("--write-list", default=None, metavar="PATH",
+                   help="write the good files (paths relative to data.root) for data.checked_list")
+    p.set_defaults(func=cmd_check_data)
 
     p = sub.add_parser("bench", help="images/s of DALI vs the torchvision DataLoader, decode floor, stats pass")
     _add_config_args(p)

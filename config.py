@@ -82,8 +82,21 @@ class DataConfig:
     val: str = "val"
     # EXIF orientation: "ignore" matches torchvision/PIL (which do not rotate), "apply" rotates.
     exif: Literal["ignore", "apply"] = "ignore"
+    # What to do with files that cannot be used: "error" names the first one and stops;
+    # "skip" reads only the files listed in checked_list (written by `dalinorm check-data`).
+    on_bad_file: Literal["error", "skip"] = "error"
+    checked_list: Path | None = None
+    # Images with more pixels than this are reported by check-data (decompression bombs).
+    max_pixels: int = 100_000_000
 
     def __post_init__(self) -> None:
+        _require(self.max_pixels >= 1, "max_pixels", f"must be >= 1, got {self.max_pixels}")
+        _require(
+            self.on_bad_file == "error" or self.checked_list is not None,
+            "checked_list",
+            "is required when data.on_bad_file is 'skip' (write one with "
+            "`dalinorm check-data CONFIG --write-list PATH`)",
+        )
         for name in ("train", "val"):
             value = getattr(self, name)
             _require(bool(value.strip()), name, "must be a non-empty folder name under data.root")

@@ -28,8 +28,13 @@ from typing import Iterator
 
 from dalinorm.config import Config, ConfigError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
-from dalinorm.pipelines.files import DatasetError, SplitListing, list_image_folder, shard_bounds
-from dalinorm.pipelines.graphs import GraphSpec, build_eval_pipeline, build_train_pipeline
+from dalinorm.pipelines.files import DatasetError, SplitListing, shard_bounds, usable_listing
+from dalinorm.pipelines.graphs import (
+    GraphSpec,
+    build_eval_pipeline,
+    build_train_pipeline,
+    explain_pipeline_error,
+)
 from dalinorm.pipelines.normalize import Normalization, resolve_normalization
 
 log = logging.getLogger(__name__)
@@ -68,9 +73,8 @@ class DaliLoader:
         self.split = split
         self.training = split == "train"
         self.rank, self.world_size = distributed_rank_world(rank, world_size)
-        self.listing: SplitListing = list_image_folder(
-            cfg.split_dir(split), key=f"data.{'train' if self.training else 'val'}"
-        )
+        self.listing: SplitListing
+        self.listing, self.skipped_files = usable_listing(cfg, split)
         self.normalization: Normalization = resolve_normalization(cfg)
         self.device_id = resolve_device_id(cfg.loader.device, local_rank=None)
         self.batch_size = cfg.loader.batch_size
@@ -186,7 +190,10 @@ class DaliLoader:
 
     def __iter__(self) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:  # noqa: F821
         if self._iterator is None:
-            self._iterator = self._make_iterator()
+            try:  # DALI's iterator runs the first batches while it is built
+                self._iterator = self._make_iterator()
+            except RuntimeError as err:
+                raise explain_pipeline_error(err) from err
         elif self._left_in_epoch:
             log.debug("DaliLoader: discarding %d batches of an unfinished epoch", self._left_in_epoch)
             for _ in self._iterator:
@@ -196,7 +203,7 @@ class DaliLoader:
 
     def _epoch_batches(self):
         self._left_in_epoch = self._pipeline_batches
-        for index, out in enumerate(self._iterator):
+        for index, out in enumerate(_named_errors(self._iterator)):
             self._left_in_epoch -= 1
             if index >= self._batches:
                 continue  # padding the pipeline produced beyond this rank's last step
@@ -214,3 +221,15 @@ class DaliLoader:
     def __repr__(self) -> str:
         return (f"DaliLoader(split={self.split!r}, images={len(self.listing)}, "
                 f"batches={self._batches}, rank={self.rank}/{self.world_size}, device={self.device})")
+
+
+def _named_errors(iterator):
+    """Re-raise DALI's mid-run failures as one-line errors that name the file."""
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError as err:
+            raise explain_pipeline_error(err) from err
+        yield item

@@ -8,11 +8,14 @@ listing feeds the DALI reader, the stats pass and its fingerprint, so the three 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dalinorm.config import DalinormError
+from dalinorm.config import Config, DalinormError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DatasetError",
@@ -20,7 +23,9 @@ __all__ = [
     "SplitListing",
     "fingerprint_of",
     "list_image_folder",
+    "read_checked_list",
     "shard_bounds",
+    "usable_listing",
 ]
 
 # torchvision.datasets.folder.IMG_EXTENSIONS, compared case-insensitively as torchvision does.
@@ -41,6 +46,7 @@ class SplitListing:
     classes: tuple[str, ...]
     files: tuple[Path, ...]
     labels: tuple[int, ...]
+    sizes: tuple[int, ...]  # bytes; -1 where the file cannot be stat()ed (a broken link)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -51,8 +57,12 @@ class SplitListing:
 
     def file_list(self) -> str:
         """``size<TAB>relative/path`` lines, sorted by path: what the fingerprint covers."""
-        sizes = [p.stat().st_size for p in self.files]
-        return "".join(f"{size}\t{rel}\n" for rel, size in sorted(zip(self.relative_paths(), sizes)))
+        return "".join(f"{size}\t{rel}\n" for rel, size in sorted(zip(self.relative_paths(), self.sizes)))
+
+    def subset(self, keep: list[int]) -> "SplitListing":
+        """The listing restricted to the indices ``keep`` (labels and classes unchanged)."""
+        return SplitListing(self.root, self.classes, tuple(self.files[i] for i in keep),
+                            tuple(self.labels[i] for i in keep), tuple(self.sizes[i] for i in keep))
 
     def fingerprint(self) -> str:
         """sha256 over the sorted relative paths and sizes: changes when a file is added,
@@ -82,14 +92,17 @@ def list_image_folder(split_dir: Path, *, key: str = "data.root") -> SplitListin
                            "<split>/<class>/<image>")
     files: list[Path] = []
     labels: list[int] = []
+    sizes: list[int] = []
     empty: list[str] = []
     for label, name in enumerate(classes):
         count = 0
         for folder, _, names in sorted(os.walk(split_dir / name, followlinks=True)):
             for fname in sorted(names):
                 if fname.lower().endswith(IMAGE_EXTENSIONS):
-                    files.append(Path(folder) / fname)
+                    path = Path(folder) / fname
+                    files.append(path)
                     labels.append(label)
+                    sizes.append(_size(path))
                     count += 1
         if count == 0:
             empty.append(name)
@@ -98,7 +111,68 @@ def list_image_folder(split_dir: Path, *, key: str = "data.root") -> SplitListin
             f"{key}: class folder(s) {', '.join(empty)} in {split_dir} hold no image "
             f"(expected files ending in {', '.join(IMAGE_EXTENSIONS)})"
         )
-    return SplitListing(root=split_dir, classes=tuple(classes), files=tuple(files), labels=tuple(labels))
+    return SplitListing(root=split_dir, classes=tuple(classes), files=tuple(files),
+                        labels=tuple(labels), sizes=tuple(sizes))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def usable_listing(cfg: Config, split: str) -> tuple[SplitListing, int]:
+    """The files of ``split`` that the loader and the stats pass read, and how many were skipped.
+
+    With ``data.on_bad_file: error`` that is every file, after a cheap check that none is
+    empty or unreadable (the error names them before any epoch starts); with ``skip``, only
+    the files that ``data.checked_list`` (written by ``dalinorm check-data``) lists as good.
+    """
+    key = f"data.{'train' if cfg.is_training_split(split) else split}"
+    listing = list_image_folder(cfg.split_dir(split), key=key)
+    if cfg.data.on_bad_file == "error":
+        broken = [(f, s) for f, s in zip(listing.files, listing.sizes) if s <= 0]
+        if broken:
+            path, size = broken[0]
+            what = "is empty (0 bytes)" if size == 0 else "cannot be read (a broken link?)"
+            more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+            raise DatasetError(
+                f"{path}: {what}{more}; run `dalinorm check-data` to list every unusable file, "
+                "or set data.on_bad_file: skip with data.checked_list"
+            )
+        return listing, 0
+    good = read_checked_list(cfg.data.checked_list)
+    base = cfg.data.root
+    keep = [i for i, f in enumerate(listing.files) if _relative_key(f, base) in good]
+    skipped = len(listing) - len(keep)
+    if not keep:
+        raise DatasetError(f"data.checked_list: {cfg.data.checked_list} lists none of the "
+                           f"{len(listing)} files under {listing.root}")
+    if skipped:
+        log.warning("%s: skipping %d of %d files not listed as good in %s (data.on_bad_file: skip)",
+                    listing.root, skipped, len(listing), cfg.data.checked_list)
+    return listing.subset(keep), skipped
+
+
+def _relative_key(path: Path, base: Path) -> str:
+    return Path(path).relative_to(base).as_posix()
+
+
+def read_checked_list(path: Path) -> set[str]:
+    """The good files of a list written by ``dalinorm check-data --write-list`` (paths relative
+    to data.root, one per line; lines starting with '#' are comments)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as err:
+        raise DatasetError(f"data.checked_list: cannot read {path}: {err.strerror or err}") from None
+    if not text.startswith(CHECKED_LIST_HEADER):
+        raise DatasetError(f"data.checked_list: {path} is not a list written by `dalinorm check-data`"
+                           f" (expected it to start with '{CHECKED_LIST_HEADER}')")
+    return {line for line in text.splitlines() if line and not line.startswith("#")}
+
+
+CHECKED_LIST_HEADER = "# dalinorm check-data"
 
 
 def shard_bounds(num_samples: int, rank: int, world_size: int) -> tuple[int, int]:

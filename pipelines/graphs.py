@@ -9,10 +9,12 @@ runs where its input lives. ``device_id=None`` makes the pipeline CPU-only.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from dalinorm.config import Config
+from dalinorm.pipelines.files import DatasetError
 from dalinorm.pipelines.normalize import Normalization, dali_mean_std
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ __all__ = [
     "build_eval_pipeline",
     "build_stats_pipeline",
     "build_train_pipeline",
+    "explain_pipeline_error",
 ]
 
 # The name that ties DALI's iterator to the reader's epoch size; internal to dalinorm.
@@ -257,3 +260,27 @@ def run_batches(pipe, batches: int):
             pipe.schedule_run()
             scheduled += 1
         yield outputs
+
+
+_FILE_IN_ERROR = re.compile(r"(?:Failed to decode sample #\d+ : |File mapping failed: |"
+                            r"Could not open file |Failed to open file )(?P<path>[^\n]+?)\s*$", re.M)
+
+
+def explain_pipeline_error(err: Exception) -> DatasetError:
+    """A one-line :class:`DatasetError` naming the file behind a DALI runtime error.
+
+    DALI names the file for decode and mapping failures ("Failed to decode sample #3 :
+    /data/x.jpg"); where it does not, the message says how to find the file.
+    """
+    text = str(err)
+    match = _FILE_IN_ERROR.search(text)
+    lines = [l.strip() for l in text.splitlines()
+             if l.strip() and "no longer valid" not in l and not l.startswith(("C++ context", "File \""))]
+    detail = lines[-1] if lines else type(err).__name__
+    hint = ("run `dalinorm check-data CONFIG` to list every unusable file, then set "
+            "data.on_bad_file: skip with its --write-list")
+    if match:
+        path = match.group("path")
+        detail = detail.replace(path, "").rstrip(" :") or "decoder error"
+        return DatasetError(f"{path}: cannot be read or decoded mid-run ({detail}); {hint}")
+    return DatasetError(f"a file could not be read or decoded mid-run ({detail}); {hint}")

@@ -8,6 +8,7 @@ across ranks by gathering the accumulators (sums and counts, never means) and ad
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -17,8 +18,13 @@ import numpy as np
 
 from dalinorm.config import Config, DalinormError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
-from dalinorm.pipelines.files import SplitListing, fingerprint_of, list_image_folder, shard_bounds
-from dalinorm.pipelines.graphs import GraphSpec, build_stats_pipeline, run_batches
+from dalinorm.pipelines.files import SplitListing, fingerprint_of, shard_bounds, usable_listing
+from dalinorm.pipelines.graphs import (
+    GraphSpec,
+    build_stats_pipeline,
+    explain_pipeline_error,
+    run_batches,
+)
 from dalinorm.stats.file import DatasetStats
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
@@ -84,7 +90,7 @@ class ShardReducer:
             if self._pipe is None:
                 self._pipe = build_stats_pipeline(self._cfg, self._spec, with_images=self.histogram)
                 self._pipe.build()
-            for index, outputs in enumerate(run_batches(self._pipe, batches)):
+            for index, outputs in enumerate(_named(run_batches(self._pipe, batches))):
                 # the reader pads the last batch with repeats of the last file: drop them
                 real = self.count - index * bs if index == batches - 1 else bs
                 shapes = _as_numpy(outputs[2])[:real]
@@ -113,6 +119,14 @@ def reduce_split(
     """Moments of this rank's block of ``listing``; returns (accumulator, decoder device)."""
     reducer = ShardReducer(cfg, listing, rank=rank, world_size=world_size, histogram=histogram)
     return reducer.reduce(progress=progress), reducer.decoder_device
+
+
+def _named(batches):
+    """Re-raise DALI's mid-run failures as one-line errors that name the file."""
+    try:
+        yield from batches
+    except RuntimeError as err:
+        raise explain_pipeline_error(err) from err
 
 
 class _NoBar:
@@ -167,7 +181,7 @@ def compute_stats(
             "into the model's input. Pass --allow-split to compute them anyway (for analysis)"
         )
     split_name = {"train": cfg.data.train, "val": cfg.data.val}.get(split, split)
-    listing = list_image_folder(cfg.split_dir(split), key=f"data.{split}")
+    listing, skipped = usable_listing(cfg, split)
     rank, world_size = distributed_rank_world(rank, world_size)
     acc, device = reduce_split(cfg, listing, rank=rank, world_size=world_size,
                                histogram=histogram, progress=progress)
@@ -176,7 +190,8 @@ def compute_stats(
 
         if dist.is_available() and dist.is_initialized():
             acc = _all_reduce(acc)
-    return stats_from_moments(cfg, acc, listing=listing, split=split_name, decoder_device=device)
+    stats = stats_from_moments(cfg, acc, listing=listing, split=split_name, decoder_device=device)
+    return dataclasses.replace(stats, skipped_files=skipped)
 
 
 def stats_from_moments(

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import yaml
 
 from dalinorm.config import Config, DalinormError
-from dalinorm.pipelines.files import fingerprint_of, list_image_folder
+from dalinorm.pipelines.files import fingerprint_of, usable_listing
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def load_stats_for_config(cfg: Config, *, check_fingerprint: bool = True) -> Dat
     stats = read_stats_file(path)
     if not check_fingerprint:
         return stats
-    listing = list_image_folder(cfg.split_dir("train"), key="data.train")
+    listing, _ = usable_listing(cfg, "train")
     current = listing.file_list()
     if fingerprint_of(current) != stats.fingerprint:
         message = (
