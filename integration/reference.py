@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from dalinorm.config import Config
-from dalinorm.pipelines.files import list_image_folder
+from dalinorm.pipelines.files import usable_listing
 from dalinorm.pipelines.normalize import resolve_normalization
 
 __all__ = ["reference_loader", "reference_transform"]
@@ -89,9 +89,11 @@ def reference_loader(
     import torch
     from torchvision.datasets import ImageFolder
 
-    list_image_folder(cfg.split_dir(split), key=f"data.{split}")  # same errors as DaliLoader
+    # the same files as DaliLoader: same errors, and data.on_bad_file: skip honoured
+    listing, _ = usable_listing(cfg, split)
+    usable = {str(f) for f in listing.files}
     dataset = ImageFolder(str(cfg.split_dir(split)), transform=reference_transform(cfg, split),
-                          loader=_open_rgb(cfg.data.exif == "apply"))
+                          loader=_open_rgb(cfg.data.exif == "apply"), is_valid_file=usable.__contains__)
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers
     training = split == "train"
     generator = torch.Generator().manual_seed(cfg.loader.seed if seed is None else seed)
