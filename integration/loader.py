@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from typing import Iterator
 
 from dalinorm.config import Config, ConfigError
@@ -93,9 +92,10 @@ class DaliLoader:
                 "rank, so drop_last leaves no batch; lower it or set loader.drop_last: false",
             )
         self._pipeline = self._build_pipeline()
-        self._iterator = None
-        self._epoch = 0
-        self._left_in_epoch = 0
+        self._feed: _PipelineFeed | None = None
+        self._epoch = 0  # epochs started
+        self._consumed = 0  # pipeline batches read in the current epoch
+        self._resuming = False
         log.info(
             "DaliLoader(%s): %d images, rank %d/%d, %d batches of %d per epoch, normalization %s",
             split, n, self.rank, self.world_size, self._batches, self.batch_size,
@@ -126,7 +126,7 @@ class DaliLoader:
         self._last_size = (end - start) - (self._pipeline_batches - 1) * bs
         return self._pipeline_batches, end - start
 
-    def _build_pipeline(self):
+    def _build_pipeline(self, checkpoint: str | None = None):
         n = len(self.listing)
         files = [str(f) for f in self.listing.files]
         labels = list(self.listing.labels)
@@ -141,6 +141,8 @@ class DaliLoader:
                 seed=(self.cfg.loader.seed + _SEED_STRIDE * self.rank) % 2**31,
                 shard_id=self.rank,
                 num_shards=self.world_size,
+                checkpoint=checkpoint,
+                checkpointing=True,
             )
             return build_train_pipeline(self.cfg, spec, self.normalization)
         start, end = shard_bounds(n, self.rank, self.world_size)
@@ -151,25 +153,6 @@ class DaliLoader:
             seed=self.cfg.loader.seed,
         )
         return build_eval_pipeline(self.cfg, spec, self.normalization)
-
-    def _make_iterator(self):
-        # The epoch is counted here rather than by DALI's reader-linked iterator: with padded,
-        # rotating shards that iterator leaves a batch of padding behind, which then opens the
-        # next epoch (DALI 2.4; see docs/DALI-NOTES). The pipeline yields exactly
-        # _pipeline_batches full batches per epoch; __iter__ keeps the real ones.
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-
-        with warnings.catch_warnings():
-            # DALI warns against a manual size in favour of reader_name: that is the very
-            # iterator behaviour this avoids.
-            warnings.filterwarnings("ignore", message=".*reader_name.*")
-            return DALIGenericIterator(
-                [self._pipeline],
-                ["images", "labels"],
-                size=self._pipeline_batches * self.batch_size,
-                last_batch_policy=LastBatchPolicy.FILL,
-                auto_reset=True,
-            )
 
     # ------------------------------------------------------------------ iteration
     def __len__(self) -> int:
@@ -189,33 +172,82 @@ class DaliLoader:
         return self.listing.classes
 
     def __iter__(self) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:  # noqa: F821
-        if self._iterator is None:
-            try:  # DALI's iterator runs the first batches while it is built
-                self._iterator = self._make_iterator()
-            except RuntimeError as err:
-                raise explain_pipeline_error(err) from err
-        elif self._left_in_epoch:
-            log.debug("DaliLoader: discarding %d batches of an unfinished epoch", self._left_in_epoch)
-            for _ in self._iterator:
-                pass
-        self._epoch += 1
+        if self._pipeline is None:
+            raise RuntimeError("this DaliLoader was closed")
+        if self._feed is None:
+            self._feed = _PipelineFeed(self._pipeline, self.device_id)
+        if self._consumed == self._pipeline_batches:
+            self._consumed = 0  # the previous epoch was read to its end
+        if self._consumed and not self._resuming:
+            log.debug("DaliLoader: discarding %d batches of an unfinished epoch",
+                      self._pipeline_batches - self._consumed)
+            while self._consumed < self._pipeline_batches:
+                self._feed.next()
+                self._consumed += 1
+            self._consumed = 0
+        if not self._resuming:
+            self._epoch += 1
+        self._resuming = False
         return self._epoch_batches()
 
     def _epoch_batches(self):
-        self._left_in_epoch = self._pipeline_batches
-        for index, out in enumerate(_named_errors(self._iterator)):
-            self._left_in_epoch -= 1
+        # The pipeline yields exactly _pipeline_batches full batches per epoch (the reader pads
+        # the last one); this rank's real batches are the first _batches of them. The epoch is
+        # counted here because DALI's reader-linked iterator leaves a batch of padding behind
+        # with padded, rotating shards, which then opens the next epoch (DALI 2.4).
+        while self._consumed < self._pipeline_batches:
+            index = self._consumed
+            images, labels = self._feed.next()
+            self._consumed += 1
             if index >= self._batches:
-                continue  # padding the pipeline produced beyond this rank's last step
-            images, labels = out[0]["images"], out[0]["labels"]
+                continue  # padding beyond this rank's last step
             if index == self._batches - 1 and self._last_size < self.batch_size:
                 images, labels = images[: self._last_size], labels[: self._last_size]
             yield images, labels
-        self._left_in_epoch = 0
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict:
+        """Where this loader stands: save it with the model checkpoint.
+
+        Holds the epoch, the batches read of it, and DALI's pipeline checkpoint (reader
+        position, shuffle and augmentation RNG states) as of the last batch handed out.
+        """
+        if not self.training:
+            raise ValueError("state_dict() is for the train split; eval always starts at the first file")
+        if self._feed is None:
+            checkpoint = None  # nothing read yet: the fresh pipeline is the state
+        else:
+            checkpoint = self._pipeline.checkpoint()
+        return {
+            "version": 1,
+            "epoch": self._epoch,
+            "batches_read": self._consumed,
+            "dali_checkpoint": checkpoint,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "seed": self.cfg.loader.seed,
+            "fingerprint": self.listing.fingerprint(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (from :meth:`state_dict`): the next iteration yields exactly
+        the batches the interrupted run would have yielded next."""
+        expected = {"rank": self.rank, "world_size": self.world_size, "seed": self.cfg.loader.seed,
+                    "fingerprint": self.listing.fingerprint()}
+        for key, value in expected.items():
+            if state.get(key) != value:
+                raise ValueError(f"loader state: {key} is {state.get(key)!r} in the checkpoint but "
+                                 f"{value!r} here; resume with the same data, seed and ranks")
+        self._pipeline = self._build_pipeline(checkpoint=state["dali_checkpoint"])
+        self._feed = None
+        self._epoch = state["epoch"]
+        self._consumed = state["batches_read"]
+        # the next __iter__ continues this epoch, unless it was read to its end
+        self._resuming = 0 < self._consumed < self._pipeline_batches
 
     def close(self) -> None:
         """Release the pipeline's threads and memory now rather than at garbage collection."""
-        self._iterator = None
+        self._feed = None
         self._pipeline = None
 
     def __repr__(self) -> str:
@@ -223,13 +255,40 @@ class DaliLoader:
                 f"batches={self._batches}, rank={self.rank}/{self.world_size}, device={self.device})")
 
 
-def _named_errors(iterator):
-    """Re-raise DALI's mid-run failures as one-line errors that name the file."""
-    while True:
+class _PipelineFeed:
+    """Runs a built pipeline with its prefetch queue kept full, batch after batch across
+    epochs, and hands each batch over as torch tensors on the pipeline's device."""
+
+    def __init__(self, pipe, device_id: int | None) -> None:
+        import torch
+        from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
+
+        self._pipe = pipe
+        self._feed_ndarray = feed_ndarray
+        self._to_torch_type = to_torch_type
+        self._device = torch.device("cpu") if device_id is None else torch.device("cuda", device_id)
         try:
-            item = next(iterator)
-        except StopIteration:
-            return
+            pipe.build()
+            depth = pipe.prefetch_queue_depth
+            for _ in range(depth if isinstance(depth, int) else max(depth.values())):
+                pipe.schedule_run()
         except RuntimeError as err:
             raise explain_pipeline_error(err) from err
-        yield item
+
+    def next(self):
+        import torch
+
+        try:
+            outputs = self._pipe.outputs()
+            self._pipe.schedule_run()
+        except RuntimeError as err:
+            raise explain_pipeline_error(err) from err
+        stream = torch.cuda.current_stream(self._device) if self._device.type == "cuda" else None
+        tensors = []
+        for output in outputs:
+            output = output.as_tensor()
+            tensor = torch.empty(output.shape(), dtype=self._to_torch_type[output.dtype],
+                                 device=self._device)
+            self._feed_ndarray(output, tensor, cuda_stream=stream)
+            tensors.append(tensor)
+        return tuple(tensors)

@@ -54,6 +54,9 @@ class GraphSpec:
     seed: int
     shard_id: int = 0
     num_shards: int = 1
+    # DALI checkpointing: None for a fresh pipeline, or a state from Pipeline.checkpoint()
+    checkpoint: str | None = None
+    checkpointing: bool = False
 
     @property
     def decode_device(self) -> str:
@@ -68,6 +71,8 @@ def _new_pipeline(cfg: Config, spec: GraphSpec):
         device_id=spec.device_id,
         seed=spec.seed,
         prefetch_queue_depth=cfg.loader.prefetch,
+        enable_checkpointing=spec.checkpointing or spec.checkpoint is not None,
+        checkpoint=spec.checkpoint,
     )
 
 

@@ -1,0 +1,65 @@
+"""Resuming a train loader mid-epoch yields exactly the batches of the uninterrupted run."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from dalinorm import DaliLoader
+
+from testkit import DEVICES, make_config
+
+
+def fingerprint(images, labels) -> tuple:
+    """What a batch is: its labels and an exact-enough checksum of its pixels."""
+    return tuple(labels.cpu().tolist()), round(float(images.double().sum().cpu()), 4)
+
+
+def read(loader, batches: int) -> list[tuple]:
+    """The next ``batches`` batches, across epoch boundaries, as a training loop reads them."""
+    out = []
+    while len(out) < batches:
+        for images, labels in loader:
+            out.append(fingerprint(images, labels))
+            if len(out) == batches:
+                break
+    return out
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("stop_after", [3, 7, 9])  # mid-epoch, at an epoch end (7 per epoch), next epoch
+def test_resume_mid_epoch_is_exact(colour_data, device, stop_after):
+    train, _ = colour_data
+    cfg = make_config(train.root, f"loader.device={device}")
+    whole = read(DaliLoader(cfg, "train"), 17)
+
+    first = DaliLoader(cfg, "train")
+    head = read(first, stop_after)
+    state = pickle.loads(pickle.dumps(first.state_dict()))  # as saved with a checkpoint
+    first.close()
+    resumed = DaliLoader(cfg, "train")
+    resumed.load_state_dict(state)
+    tail = read(resumed, 17 - stop_after)
+    assert head + tail == whole
+    assert resumed.epoch == 3
+
+
+def test_state_from_other_data_or_seed_is_refused(colour_data):
+    train, _ = colour_data
+    loader = DaliLoader(make_config(train.root), "train")
+    read(loader, 2)
+    state = loader.state_dict()
+    other = DaliLoader(make_config(train.root, "loader.seed=99"), "train")
+    with pytest.raises(ValueError, match="loader state: seed is 7 in the checkpoint but 99 here"):
+        other.load_state_dict(state)
+
+
+def test_state_before_any_batch_restarts_cleanly(colour_data):
+    train, _ = colour_data
+    cfg = make_config(train.root)
+    fresh = DaliLoader(cfg, "train")
+    state = fresh.state_dict()
+    restored = DaliLoader(cfg, "train")
+    restored.load_state_dict(state)
+    assert read(restored, 5) == read(DaliLoader(cfg, "train"), 5)
