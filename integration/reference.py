@@ -96,11 +96,18 @@ def reference_loader(
                           loader=_open_rgb(cfg.data.exif == "apply"), is_valid_file=usable.__contains__)
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers
     training = split == "train"
-    generator = torch.Generator().manual_seed(cfg.loader.seed if seed is None else seed)
+    seed = cfg.loader.seed if seed is None else seed
+    generator = torch.Generator().manual_seed(seed)
+    sampler = None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # each rank its share; call loader.sampler.set_epoch(epoch) to reshuffle per epoch
+        sampler = torch.utils.data.DistributedSampler(
+            dataset, shuffle=training, seed=seed, drop_last=cfg.loader.drop_last if training else False)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=cfg.loader.batch_size,
-        shuffle=training,
+        shuffle=training and sampler is None,
+        sampler=sampler,
         drop_last=cfg.loader.drop_last if training else False,
         num_workers=workers,
         persistent_workers=persistent_workers and workers > 0,

@@ -1,0 +1,33 @@
+"""examples/train.py runs on the sample data on the CPU, and its loss goes down."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from testkit import REPO
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "examples" / "train.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_short_training_run_lowers_the_loss(tmp_path):
+    proc = run("--model", "small", "--epochs", "4", "--lr", "0.05", "--checkpoint", str(tmp_path / "c.pt"))
+    assert proc.returncode == 0, proc.stderr
+    first, last = map(float, re.search(r"loss ([\d.]+) -> ([\d.]+) over 4 epochs", proc.stderr).groups())
+    assert last < first
+    resumed = run("--model", "small", "--epochs", "5", "--lr", "0.05", "--checkpoint", str(tmp_path / "c.pt"),
+                  "--resume")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stderr and "epoch 5/5" in resumed.stderr
+
+
+def test_normalization_study_writes_table_and_plot(tmp_path):
+    proc = run("--compare-normalization", "--model", "small", "--epochs", "1", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "normalization_study.md").read_text()
+    for name in ("none", "ImageNet", "dataset, per channel", "dataset, global"):
+        assert name in table
+    assert (tmp_path / "normalization_study.png").stat().st_size > 1000
