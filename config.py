@@ -80,6 +80,10 @@ class DataConfig:
     root: Path = Path("data")
     train: str = "train"
     val: str = "val"
+    # imagefolder: train/val are folders <split>/<class>/<image>, labels from sorted class names;
+    # file_list: train/val are text files of "relative/path label" lines (DALI's format),
+    # paths relative to data.root
+    format: Literal["imagefolder", "file_list"] = "imagefolder"
     # EXIF orientation: "ignore" matches torchvision/PIL (which do not rotate), "apply" rotates.
     exif: Literal["ignore", "apply"] = "ignore"
     # What to do with files that cannot be used: "error" names the first one and stops;
@@ -228,6 +232,9 @@ class StatsConfig:
     resolution: Literal["native", "eval"] = "native"
     # pixel: every pixel weighs the same; image: every image weighs the same.
     weighting: Literal["pixel", "image"] = "pixel"
+    # how images are reduced in the graph: histogram (numba, CPU), sums (stock operators,
+    # any device), auto (histogram on the CPU when numba is installed, else sums)
+    reducer: Literal["auto", "histogram", "sums"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -175,10 +175,10 @@ def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) ->
     from nvidia.dali import fn, types
     from nvidia.dali.pipeline import Pipeline
 
-    from dalinorm.pipelines.files import list_image_folder
+    from dalinorm.pipelines.files import usable_listing
     from dalinorm.pipelines.graphs import run_batches
 
-    listing = list_image_folder(cfg.split_dir(split))
+    listing, _ = usable_listing(cfg, split)
     pipe = Pipeline(batch_size=cfg.loader.batch_size, num_threads=cfg.loader.num_threads,
                     device_id=device_id, seed=0, prefetch_queue_depth=cfg.loader.prefetch)
     with pipe:
@@ -205,10 +205,10 @@ def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) ->
 
 
 def stats_pass(cfg: Config, epochs: int) -> BenchResult:
-    from dalinorm.pipelines.files import list_image_folder
+    from dalinorm.pipelines.files import usable_listing
     from dalinorm.stats.compute import ShardReducer
 
-    listing = list_image_folder(cfg.split_dir("train"))
+    listing, _ = usable_listing(cfg, "train")
     reducer = ShardReducer(cfg, listing)  # built once: the steady state, like the floor
     result = BenchResult("stats pass")
     with PeakSampler() as sampler:

@@ -73,6 +73,23 @@ class _Collate:
         return images, labels
 
 
+class _ListedImages:
+    """(image, label) pairs of a listing that is not an ImageFolder (e.g. a file list)."""
+
+    def __init__(self, listing, transform, load) -> None:
+        self.samples = list(zip(map(str, listing.files), listing.labels))
+        self.classes = list(listing.classes)
+        self.transform = transform
+        self.load = load
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        return self.transform(self.load(path)), label
+
+
 def reference_loader(
     cfg: Config,
     split: str = "val",
@@ -91,9 +108,13 @@ def reference_loader(
 
     # the same files as DaliLoader: same errors, and data.on_bad_file: skip honoured
     listing, _ = usable_listing(cfg, split)
-    usable = {str(f) for f in listing.files}
-    dataset = ImageFolder(str(cfg.split_dir(split)), transform=reference_transform(cfg, split),
-                          loader=_open_rgb(cfg.data.exif == "apply"), is_valid_file=usable.__contains__)
+    transform, load = reference_transform(cfg, split), _open_rgb(cfg.data.exif == "apply")
+    if cfg.data.format == "imagefolder":
+        usable = {str(f) for f in listing.files}
+        dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform, loader=load,
+                              is_valid_file=usable.__contains__)
+    else:
+        dataset = _ListedImages(listing, transform, load)
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers
     training = split == "train"
     seed = cfg.loader.seed if seed is None else seed

@@ -32,7 +32,7 @@ from typing import Iterable
 
 from dalinorm.config import Config
 from dalinorm.pipelines.device import resolve_device_id
-from dalinorm.pipelines.files import CHECKED_LIST_HEADER, SplitListing, list_image_folder
+from dalinorm.pipelines.files import CHECKED_LIST_HEADER, SplitListing, list_split
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,7 @@ def check_files(files: list[Path], cfg: Config, *, progress: bool = False,
 
 
 def check_split(cfg: Config, split: str, *, progress: bool = False) -> CheckReport:
-    key = f"data.{split}" if split in ("train", "val") else "data.root"
-    listing = list_image_folder(cfg.split_dir(split), key=key)
+    listing = list_split(cfg, split)
     return CheckReport(split, listing, check_files(list(listing.files), cfg, progress=progress,
                                                    desc=f"check {split}"))
 

@@ -22,7 +22,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SplitListing",
     "fingerprint_of",
+    "list_file_list",
     "list_image_folder",
+    "list_split",
     "read_checked_list",
     "shard_bounds",
     "usable_listing",
@@ -129,8 +131,7 @@ def usable_listing(cfg: Config, split: str) -> tuple[SplitListing, int]:
     empty or unreadable (the error names them before any epoch starts); with ``skip``, only
     the files that ``data.checked_list`` (written by ``dalinorm check-data``) lists as good.
     """
-    key = f"data.{'train' if cfg.is_training_split(split) else split}"
-    listing = list_image_folder(cfg.split_dir(split), key=key)
+    listing = list_split(cfg, split)
     if cfg.data.on_bad_file == "error":
         broken = [(f, s) for f, s in zip(listing.files, listing.sizes) if s <= 0]
         if broken:
@@ -173,6 +174,47 @@ def read_checked_list(path: Path) -> set[str]:
 
 
 CHECKED_LIST_HEADER = "# dalinorm check-data"
+
+
+def list_file_list(list_path: Path, root: Path, *, key: str) -> SplitListing:
+    """A split given as DALI's file list: ``relative/path label`` per line, relative to ``root``.
+
+    Errors name the list file and line. Classes are the labels 0..max as strings.
+    """
+    try:
+        text = Path(list_path).read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        raise DatasetError(f"{key}: file list {list_path} does not exist") from None
+    except OSError as err:
+        raise DatasetError(f"{key}: cannot read file list {list_path}: {err.strerror or err}") from None
+    files: list[Path] = []
+    labels: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)  # the path may contain spaces; the label cannot
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise DatasetError(f"{list_path}:{number}: expected 'relative/path label' with an "
+                               f"integer label >= 0, got {line.strip()!r}")
+        path = Path(parts[0])
+        if path.is_absolute() or ".." in path.parts:
+            raise DatasetError(f"{list_path}:{number}: path must be relative to data.root "
+                               f"({root}), got {parts[0]!r}")
+        files.append(root / path)
+        labels.append(int(parts[1]))
+    if not files:
+        raise DatasetError(f"{key}: file list {list_path} lists no files")
+    classes = tuple(str(i) for i in range(max(labels) + 1))
+    return SplitListing(root=root, classes=classes, files=tuple(files), labels=tuple(labels),
+                        sizes=tuple(_size(f) for f in files))
+
+
+def list_split(cfg: Config, split: str) -> SplitListing:
+    """The files of ``split`` in the configured ``data.format``."""
+    key = f"data.{split}" if split in ("train", "val") else "data.root"
+    if cfg.data.format == "file_list":
+        return list_file_list(cfg.split_dir(split), cfg.data.root, key=key)
+    return list_image_folder(cfg.split_dir(split), key=key)
 
 
 def shard_bounds(num_samples: int, rank: int, world_size: int) -> tuple[int, int]:

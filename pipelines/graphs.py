@@ -125,30 +125,74 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
             num_attempts=10,
             adjust_orientation=cfg.data.exif == "apply",
         )
-        images = fn.resize(
-            images,
-            resize_x=float(cfg.train.size),
-            resize_y=float(cfg.train.size),
-            interp_type=types.INTERP_LINEAR,
-            antialias=True,
-        )
+        images = pil_resize(images, out_h=cfg.train.size, out_w=cfg.train.size)
         mirror = fn.random.coin_flip(probability=cfg.train.hflip)
         images = _normalize(images, cfg, normalization, mirror=mirror)
         pipe.set_outputs(images, _labels(labels, spec))
     return pipe
 
 
+# PIL rounds each resampling pass to uint8 half up (fixed point plus one half). DALI's cast
+# rounds float to uint8 to nearest, and its float resize is exact to ~1e-5 at 255, so adding
+# this offset first breaks exact ties (x.5) upward as PIL does, whatever the device's rounding
+# mode, while moving no value that is not within 1e-4 of a tie. Exact ties are common: a 2:1
+# downscale weighs pixels 1/8, 3/8, 3/8, 1/8, so one output in 8 lands on .5; without the
+# offset the eval residual on such images was 0.054 uint8 level instead of 0.0025 (docs/PARITY.md).
+_TIE_OFFSET = 1e-4
+
+
+def _round_half_up(images):
+    """float → uint8, rounding halves up like PIL's fixed-point resampler (saturating)."""
+    fn, _, types, _ = _dali()
+    return fn.cast(images + _TIE_OFFSET, dtype=types.UINT8)
+
+
+def pil_resize(images, *, out_h: int, out_w: int, full_h=None, full_w=None, top=None, left=None):
+    """Resize uint8 HWC images the way PIL's ``Image.resize(..., BILINEAR)`` does, which is what
+    torchvision's ``Resize``/``RandomResizedCrop`` (antialias) do to PIL images.
+
+    PIL resamples in two passes, horizontal then vertical, each with a triangle filter as wide
+    as the scale when shrinking, and rounds to uint8 after each pass. One 2-D DALI resize keeps
+    the intermediate in float and picks its own pass order: 0.166 uint8 level mean difference
+    on ImageNet-like photos. Two 1-D resizes in PIL's order, each rounded half up, bring it to
+    0.0005 (docs/PARITY.md).
+
+    Without ``full_*`` the whole image is resized to ``out_h × out_w``. With them, the output
+    is the ``out_h × out_w`` window at (``top``, ``left``) of the image resized to
+    ``full_h × full_w`` (per-sample DataNodes allowed): the resize + center crop of eval, but
+    only the window is computed. DALI's resize reads pixels outside the region of interest,
+    so the window's values equal those of the full resize, cropped.
+    """
+    fn, _, types, _ = _dali()
+    common = dict(
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+        mode="stretch",  # an extent of 0 in ``size`` stays as it is
+        dtype=types.FLOAT,
+    )
+    if full_h is None:
+        columns = fn.resize(images, size=[0, out_w], **common)
+        return _round_half_up(fn.resize(_round_half_up(columns), size=[out_h, 0], **common))
+    x0, x1 = left / full_w, (left + out_w) / full_w
+    y0, y1 = top / full_h, (top + out_h) / full_h
+    columns = fn.resize(images, size=[0, out_w], roi_relative=True,
+                        roi_start=fn.stack(0.0, x0), roi_end=fn.stack(1.0, x1), **common)
+    rows = fn.resize(_round_half_up(columns), size=[out_h, 0], roi_relative=True,
+                     roi_start=fn.stack(y0, 0.0), roi_end=fn.stack(y1, 1.0), **common)
+    return _round_half_up(rows)
+
+
 def _torchvision_eval_geometry(shape, resize_shorter: int, crop: int):
-    """Per-sample resize size and crop anchor, computed the way torchvision computes them.
+    """Per-sample resize size and crop anchor (float DataNodes: new_h, new_w, top, left),
+    computed the way torchvision computes them.
 
     ``shape`` is the encoded image's (H, W, C). torchvision's ``Resize(S)`` sets the short side
     to S and *truncates* the long side, ``int(S * long / short)``; DALI's own ``resize_shorter``
     rounds it. ``CenterCrop`` puts the anchor at ``round((size - crop) / 2)`` with Python's
     half-to-even rounding; DALI's ``crop_pos_x=0.5`` rounds half up. Integer arithmetic here
-    reproduces torchvision exactly; the anchor is handed to DALI as the position ``a / d``,
-    which DALI turns back into ``roundf(a / d * d) == a``.
+    reproduces torchvision exactly; the results are small integers, exact in float32.
     """
-    fn, dmath, types, _ = _dali()
+    fn, _, types, _ = _dali()
     h = shape[0]
     w = shape[1]
     landscape = fn.cast(h <= w, dtype=types.INT32)  # short side is H
@@ -157,33 +201,25 @@ def _torchvision_eval_geometry(shape, resize_shorter: int, crop: int):
     new_h = landscape * s + portrait * ((s * h) // w)
     new_w = portrait * s + landscape * ((s * w) // h)
 
-    def anchor_pos(extent):
+    def anchor(extent):
         d = extent - crop
         half = d // 2
         odd = d - 2 * half
-        anchor = half + odd * (half - 2 * (half // 2))  # round half to even
-        return fn.cast(anchor, dtype=types.FLOAT) / fn.cast(dmath.max(d, 1), dtype=types.FLOAT)
+        return half + odd * (half - 2 * (half // 2))  # round half to even
 
-    return (
-        fn.cast(new_h, dtype=types.FLOAT),
-        fn.cast(new_w, dtype=types.FLOAT),
-        anchor_pos(new_h),
-        anchor_pos(new_w),
-    )
+    return tuple(fn.cast(v, dtype=types.FLOAT)
+                 for v in (new_h, new_w, anchor(new_h), anchor(new_w)))
 
 
 def _eval_resize(jpegs, images, cfg: Config, exif: bool):
-    """Resize like torchvision's Resize(resize_shorter); returns (images, crop arguments)."""
+    """torchvision's Resize(resize_shorter) + CenterCrop(crop): the crop×crop uint8 window."""
     fn, _, types, _ = _dali()
     shape = fn.peek_image_shape(jpegs, adjust_orientation=exif, dtype=types.INT32)
-    new_h, new_w, pos_y, pos_x = _torchvision_eval_geometry(
+    new_h, new_w, top, left = _torchvision_eval_geometry(
         shape, cfg.eval.resize_shorter, cfg.eval.crop
     )
-    images = fn.resize(
-        images, resize_x=new_w, resize_y=new_h, interp_type=types.INTERP_LINEAR, antialias=True
-    )
-    crop = {"crop": (cfg.eval.crop, cfg.eval.crop), "crop_pos_x": pos_x, "crop_pos_y": pos_y}
-    return images, crop
+    return pil_resize(images, out_h=cfg.eval.crop, out_w=cfg.eval.crop,
+                      full_h=new_h, full_w=new_w, top=top, left=left)
 
 
 def _read_in_order(spec: GraphSpec):
@@ -206,26 +242,23 @@ def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizati
         images = fn.decoders.image(
             jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
         )
-        images, crop = _eval_resize(jpegs, images, cfg, exif)
-        images = _normalize(images, cfg, normalization, **crop)
+        images = _eval_resize(jpegs, images, cfg, exif)
+        images = _normalize(images, cfg, normalization)
         pipe.set_outputs(images, _labels(labels, spec))
     return pipe
 
 
-# Squares of 0..255 (≤ 65025) fit in uint16; lookup_table's values are floats, exact here.
-_SQUARES = [float(v * v) for v in range(256)]
-
-
-def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, with_images: bool = False):
+def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
+                         with_images: bool = False):
     """Per-image, per-channel exact moments inside the graph, for the statistics pass.
 
-    Outputs per image: ``sums`` (uint64 [3], Σx), ``squares`` (uint64 [3], Σx²) and
-    ``shape`` (int64 [3], H W C of the reduced image); with ``with_images`` also the uint8
-    image itself (only for histograms). uint8 × uint8 stays uint8 in DALI, so the squares
-    come from a uint8 → uint16 lookup table and are summed in uint64: exact for any image
-    under 2**48 pixels. ``stats.resolution: eval`` reduces the image the network sees
-    (torchvision's resize + center crop, before normalization) instead of the decoded one.
+    Outputs per image: the reduction of :func:`dalinorm.pipelines.reductions.reduce_images`
+    (a [3, 256] histogram, or Σx, Σx² and the shape); with ``with_images`` also the uint8
+    image itself (host-side histograms on the GPU). ``stats.resolution: eval`` reduces the image the network sees (torchvision's
+    resize + center crop, before normalization) instead of the decoded one.
     """
+    from dalinorm.pipelines.reductions import reduce_images
+
     fn, _, types, _ = _dali()
     exif = cfg.data.exif == "apply"
     pipe = _new_pipeline(cfg, spec)
@@ -235,14 +268,9 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, with_images: bool = Fa
             jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
         )
         if cfg.stats.resolution == "eval":
-            images, crop = _eval_resize(jpegs, images, cfg, exif)
-            images = fn.crop(images, **crop)
-        # [H*W, 3]: one reduction axis is faster than two on DALI's CPU backend
-        flat = fn.reshape(images, shape=[-1, 3])
-        sums = fn.reductions.sum(flat, axes=[0], dtype=types.UINT64)
-        squares = fn.lookup_table(flat, keys=list(range(256)), values=_SQUARES, dtype=types.UINT16)
-        squares = fn.reductions.sum(squares, axes=[0], dtype=types.UINT64)
-        outputs = [sums, squares, images.shape(dtype=types.INT64)]
+            images = _eval_resize(jpegs, images, cfg, exif)
+        device = "cpu" if spec.decode_device == "cpu" else "gpu"
+        outputs = [reduce_images(images, reducer, device)]
         if with_images:
             outputs.append(images)
         pipe.set_outputs(*outputs)

@@ -25,6 +25,7 @@ from dalinorm.pipelines.graphs import (
     explain_pipeline_error,
     run_batches,
 )
+from dalinorm.pipelines.reductions import choose_reducer, per_image_sums
 from dalinorm.stats.file import DatasetStats
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
@@ -69,6 +70,7 @@ class ShardReducer:
         self.name = listing.root.name
         self.device_id = resolve_device_id(cfg.loader.device)
         self.decoder_device = "cpu" if self.device_id is None else "gpu"
+        self.reducer = choose_reducer(cfg.stats.reducer, on_gpu=self.device_id is not None)
         self._spec = GraphSpec(
             files=[str(f) for f in listing.files[start:end]],
             labels=list(listing.labels[start:end]),
@@ -88,16 +90,19 @@ class ShardReducer:
         started = time.perf_counter()
         try:
             if self._pipe is None:
-                self._pipe = build_stats_pipeline(self._cfg, self._spec, with_images=self.histogram)
+                self._pipe = build_stats_pipeline(
+                    self._cfg, self._spec, reducer=self.reducer,
+                    with_images=self.histogram and self.reducer != "histogram")
                 self._pipe.build()
             for index, outputs in enumerate(_named(run_batches(self._pipe, batches))):
                 # the reader pads the last batch with repeats of the last file: drop them
                 real = self.count - index * bs if index == batches - 1 else bs
-                shapes = _as_numpy(outputs[2])[:real]
-                acc.add_batch(shapes[:, 0] * shapes[:, 1], _as_numpy(outputs[0])[:real],
-                              _as_numpy(outputs[1])[:real])
-                if self.histogram:
-                    acc.add_histogram(_histograms(outputs[3], real))
+                reduced = _as_numpy(outputs[0])[:real]
+                acc.add_batch(*per_image_sums(reduced, self.reducer))
+                if self.reducer == "histogram":  # min, max and the histogram come free
+                    acc.add_histogram(reduced.sum(axis=0))
+                elif self.histogram:
+                    acc.add_histogram(_histograms(outputs[1], real))
                 bar.update(real)
         finally:
             bar.close()

@@ -90,11 +90,15 @@ def mixed_data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_pixel_stats_match_float64_reference(mixed_data, device):
-    stats = compute_stats(make_config(mixed_data, f"loader.device={device}"))
+@pytest.mark.parametrize("device, reducer", [("cpu", "histogram"), ("cpu", "sums"), *[
+    pytest.param("gpu", "sums", marks=d.marks) for d in DEVICES[1:]]])
+def test_pixel_stats_match_float64_reference(mixed_data, device, reducer):
+    stats = compute_stats(make_config(mixed_data, f"loader.device={device}", f"stats.reducer={reducer}"))
     assert_matches_reference(stats, reference_pixels(mixed_data / "train", device))
     assert stats.split == "train" and stats.fingerprint.startswith("sha256:")
+    if reducer == "histogram":  # min and max come free with the counts
+        pixels = np.concatenate(reference_pixels(mixed_data / "train"))
+        assert list(stats.min) == pixels.min(0).tolist() and list(stats.max) == pixels.max(0).tolist()
 
 
 def test_single_image(tmp_path):
@@ -108,8 +112,9 @@ def test_near_constant_bright_images_keep_their_small_std(tmp_path):
     images = reference_pixels(tmp_path / "train")
     pixels = np.concatenate(images)
     assert 245 < pixels.mean() < 255 and pixels.std() < 2  # the bait is in place
-    stats = compute_stats(make_config(tmp_path, "loader.batch_size=3"))
-    assert_matches_reference(stats, images)
+    for reducer in ("histogram", "sums"):
+        stats = compute_stats(make_config(tmp_path, "loader.batch_size=3", f"stats.reducer={reducer}"))
+        assert_matches_reference(stats, images)
     # float32 one-pass accumulation would lose it entirely: show what the trap looks like
     x32 = pixels.astype(np.float32)
     naive = np.sqrt(np.maximum((x32 * x32).mean(0, dtype=np.float32) - x32.mean(0, dtype=np.float32) ** 2, 0))
@@ -149,8 +154,9 @@ def test_image_weighting_matches_reference(mixed_data):
     assert not np.allclose(stats.mean, pixel.mean, rtol=1e-3)  # the two weightings differ here
 
 
-def test_histogram_min_max_agree_with_in_graph_sums(mixed_data):
-    stats = compute_stats(make_config(mixed_data), histogram=True)
+def test_host_histograms_agree_with_in_graph_sums(mixed_data):
+    """The sums reducer with histogram=True copies images to the host for the counts."""
+    stats = compute_stats(make_config(mixed_data, "stats.reducer=sums"), histogram=True)
     pixels = np.concatenate(reference_pixels(mixed_data / "train")).astype(np.int64)
     hist = np.asarray(stats.histogram)
     for c in range(3):
@@ -161,8 +167,9 @@ def test_histogram_min_max_agree_with_in_graph_sums(mixed_data):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_eval_resolution_reduces_what_the_network_sees(mixed_data, device):
-    cfg = make_config(mixed_data, f"loader.device={device}", "stats.resolution=eval",
+@pytest.mark.parametrize("reducer", ["auto", "sums"])
+def test_eval_resolution_reduces_what_the_network_sees(mixed_data, device, reducer):
+    cfg = make_config(mixed_data, f"loader.device={device}", "stats.resolution=eval", f"stats.reducer={reducer}",
                       "normalize.source=none", "data.val=train", "data.train=unused")
     stats = compute_stats(cfg, split="val", allow_split=True)  # the images under train/
     # the eval loader's output with no normalization is x/255 of the same uint8 pixels
@@ -334,3 +341,12 @@ def test_sample_data_naive_recipe_underestimates_std():
     np.testing.assert_allclose(stats.std, [0.3071, 0.2497, 0.2475], atol=5e-5)
     np.testing.assert_allclose(naive, [0.2538, 0.2180, 0.2108], atol=5e-5)
     assert np.all((np.asarray(stats.std) - naive) / np.asarray(stats.std) > 0.12)
+
+
+def test_histogram_reducer_is_cpu_only():
+    from dalinorm.pipelines.reductions import choose_reducer
+
+    assert choose_reducer("auto", on_gpu=True) == "sums"
+    assert choose_reducer("auto", on_gpu=False) == "histogram"  # numba is a dependency
+    with pytest.raises(ValueError, match="stats.reducer: 'histogram' runs on the CPU only"):
+        choose_reducer("histogram", on_gpu=True)
