@@ -188,20 +188,12 @@ def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) ->
         pipe.set_outputs(images)
     pipe.build()
     batches = -(-len(listing) // cfg.loader.batch_size)
-    result = BenchResult("decode floor")
-    with PeakSampler() as sampler:
-        for epoch in range(epochs + 1):
-            sampler.reset()
-            cpu0 = cpu_seconds(process_tree())
-            start = time.perf_counter()
-            for _ in run_batches(pipe, batches):
-                pass
-            sample = EpochSample(len(listing), time.perf_counter() - start,
-                                 cpu_seconds(process_tree()) - cpu0, sampler.peak)
-            if epoch:  # the first is warm-up
-                result.samples.append(sample)
-    del pipe
-    return result
+
+    def one_epoch() -> None:
+        for _ in run_batches(pipe, batches):
+            pass
+
+    return _repeat("decode floor", len(listing), one_epoch, epochs)
 
 
 def stats_pass(cfg: Config, epochs: int) -> BenchResult:
@@ -210,16 +202,21 @@ def stats_pass(cfg: Config, epochs: int) -> BenchResult:
 
     listing, _ = usable_listing(cfg, "train")
     reducer = ShardReducer(cfg, listing)  # built once: the steady state, like the floor
-    result = BenchResult("stats pass")
+    return _repeat("stats pass", len(listing), reducer.reduce, epochs)
+
+
+def _repeat(name: str, images: int, one_epoch: Callable[[], object], epochs: int) -> BenchResult:
+    """Time ``one_epoch`` over ``images`` images ``epochs`` times, after one warm-up run."""
+    result = BenchResult(name)
     with PeakSampler() as sampler:
         for epoch in range(epochs + 1):
             sampler.reset()
             cpu0 = cpu_seconds(process_tree())
             start = time.perf_counter()
-            reducer.reduce()
-            sample = EpochSample(len(listing), time.perf_counter() - start,
+            one_epoch()
+            sample = EpochSample(images, time.perf_counter() - start,
                                  cpu_seconds(process_tree()) - cpu0, sampler.peak)
-            if epoch:
+            if epoch:  # the first is warm-up
                 result.samples.append(sample)
     return result
 
