@@ -226,6 +226,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- parity
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from dalinorm.integration.parity import format_report, run_eval_parity, write_report
+
+    cfg = _load(args)
+    report = run_eval_parity(cfg, split=args.split, n=args.n)
+    print(format_report(report))
+    if args.json:
+        write_report(Path(args.json), report)
+        print(f"wrote {args.json}")
+    return 0 if report.passed else 1
+
+
 # ---------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -272,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stats", action="store_true", help="skip the statistics pass")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("parity", help="DALI's eval output vs torchvision's recipe, per image and channel "
+                                      "(exit 1 beyond tolerance)")
+    _add_config_args(p)
+    p.add_argument("--split", choices=("train", "val"), default="val",
+                   help="images to run the eval recipe on (default val)")
+    p.add_argument("--n", type=_positive_int, default=None, metavar="N",
+                   help="compare the first N images in ImageFolder order (default: all)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("demo", help="stream one train and one eval epoch of the sample data")
     _add_config_args(p, optional=True)
