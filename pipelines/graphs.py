@@ -275,8 +275,8 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
     """Per-image, per-channel exact moments inside the graph, for the statistics pass.
 
     Outputs per image: the reduction of :func:`dalinorm.pipelines.reductions.reduce_images`
-    (a [3, 256] histogram, or Σx, Σx² and the shape); with ``with_images`` also the uint8
-    image itself (host-side histograms on the GPU). ``stats.resolution: eval`` reduces the image the network sees (torchvision's
+    (a [3, 256] histogram, or Σx, Σx² and the shape); with ``with_images`` the uint8 image
+    itself comes last (host-side histograms on the GPU). ``stats.resolution: eval`` reduces the image the network sees (torchvision's
     resize + center crop, before normalization) instead of the decoded one.
     """
     from dalinorm.pipelines.reductions import reduce_images
@@ -291,8 +291,7 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
         )
         if cfg.stats.resolution == "eval":
             images = _eval_resize(jpegs, images, cfg, exif)
-        device = "cpu" if spec.decode_device == "cpu" else "gpu"
-        outputs = [reduce_images(images, reducer, device)]
+        outputs = reduce_images(images, reducer)
         if with_images:
             outputs.append(images)
         pipe.set_outputs(*outputs)

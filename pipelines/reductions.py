@@ -65,33 +65,31 @@ def choose_reducer(requested: str, on_gpu: bool) -> str:
     return requested
 
 
-def reduce_images(images, reducer: str, device: str):
-    """One small graph output per uint8 HWC image (on ``device``, where ``images`` live):
-    ``histogram``: uint32 [3, 256] pixel counts; ``sums``: uint64 [9] = Σx [3], Σx² [3], H, W, C
-    (one output, so each batch costs one device-to-host copy)."""
+def reduce_images(images, reducer: str) -> list:
+    """Small graph outputs per uint8 HWC image: ``histogram``: [uint32 [3, 256] pixel counts];
+    ``sums``: [Σx uint64 [3], Σx² uint64 [3], shape int64 [3]] (the shape on the CPU)."""
     from nvidia.dali import fn, types
 
     flat = fn.reshape(images, shape=[-1, 3])  # one reduction axis: faster on DALI's CPU backend
     if reducer == "histogram":
         from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
-        return numba_function(flat, run_fn=_histogram_run, setup_fn=_histogram_setup,
-                              out_types=[types.UINT32], in_types=[types.UINT8], outs_ndim=[2],
-                              ins_ndim=[2], batch_processing=False)
+        return [numba_function(flat, run_fn=_histogram_run, setup_fn=_histogram_setup,
+                               out_types=[types.UINT32], in_types=[types.UINT8], outs_ndim=[2],
+                               ins_ndim=[2], batch_processing=False)]
     sums = fn.reductions.sum(flat, axes=[0], dtype=types.UINT64)
     squares = fn.lookup_table(flat, keys=list(range(256)), values=_SQUARES, dtype=types.UINT16)
     squares = fn.reductions.sum(squares, axes=[0], dtype=types.UINT64)
-    shape = images.shape(dtype=types.UINT64, device=device)
-    return fn.cat(sums, squares, shape, axis=0)
+    return [sums, squares, images.shape(dtype=types.INT64)]
 
 
 _LEVELS = np.arange(256, dtype=np.int64)
 
 
-def per_image_sums(reduced: np.ndarray, reducer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def per_image_sums(reduced: list[np.ndarray], reducer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pixels [B], Σx [B, 3], Σx² [B, 3]) of a batch of :func:`reduce_images` outputs, exactly."""
     if reducer == "histogram":
-        h = reduced.astype(np.int64)
+        h = reduced[0].astype(np.int64)
         return h[:, 0, :].sum(axis=1), h @ _LEVELS, h @ (_LEVELS * _LEVELS)
-    r = reduced.astype(np.int64)  # Σx² of an image under 2**47 pixels fits
-    return r[:, 6] * r[:, 7], r[:, 0:3], r[:, 3:6]
+    sums, squares, shapes = (r.astype(np.int64) for r in reduced)  # Σx² < 2**63 below 1e14 px
+    return shapes[:, 0] * shapes[:, 1], sums, squares

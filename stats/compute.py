@@ -71,6 +71,7 @@ class ShardReducer:
         self.device_id = resolve_device_id(cfg.loader.device)
         self.decoder_device = "cpu" if self.device_id is None else "gpu"
         self.reducer = choose_reducer(cfg.stats.reducer, on_gpu=self.device_id is not None)
+        self._reduced_outputs = 1 if self.reducer == "histogram" else 3
         self._spec = GraphSpec(
             files=[str(f) for f in listing.files[start:end]],
             labels=list(listing.labels[start:end]),
@@ -97,12 +98,12 @@ class ShardReducer:
             for index, outputs in enumerate(_named(run_batches(self._pipe, batches))):
                 # the reader pads the last batch with repeats of the last file: drop them
                 real = self.count - index * bs if index == batches - 1 else bs
-                reduced = _as_numpy(outputs[0])[:real]
+                reduced = [_as_numpy(o)[:real] for o in outputs[:self._reduced_outputs]]
                 acc.add_batch(*per_image_sums(reduced, self.reducer))
                 if self.reducer == "histogram":  # min, max and the histogram come free
-                    acc.add_histogram(reduced.sum(axis=0))
+                    acc.add_histogram(reduced[0].sum(axis=0))
                 elif self.histogram:
-                    acc.add_histogram(_histograms(outputs[1], real))
+                    acc.add_histogram(_histograms(outputs[-1], real))
                 bar.update(real)
         finally:
             bar.close()
