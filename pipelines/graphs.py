@@ -254,17 +254,25 @@ def _read_in_order(spec: GraphSpec):
     )
 
 
-def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
-    """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
+def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
+    """Read ``spec.files`` in order and decode them (uint8 RGB), optionally resized and
+    center-cropped as torchvision's eval recipe does. Call inside ``with pipe:``."""
     fn, _, types, _ = _dali()
     exif = cfg.data.exif == "apply"
+    jpegs, labels = _read_in_order(spec)
+    images = fn.decoders.image(
+        jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
+    )
+    if eval_geometry:
+        images = _eval_resize(jpegs, images, cfg, exif)
+    return images, labels
+
+
+def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
+    """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
     pipe = _new_pipeline(cfg, spec)
     with pipe:
-        jpegs, labels = _read_in_order(spec)
-        images = fn.decoders.image(
-            jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
-        )
-        images = _eval_resize(jpegs, images, cfg, exif)
+        images, labels = _decode_in_order(cfg, spec, eval_geometry=True)
         images = _normalize(images, cfg, normalization)
         pipe.set_outputs(images, _labels(labels, spec))
     return pipe
@@ -276,21 +284,15 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
 
     Outputs per image: the reduction of :func:`dalinorm.pipelines.reductions.reduce_images`
     (a [3, 256] histogram, or Σx, Σx² and the shape); with ``with_images`` the uint8 image
-    itself comes last (host-side histograms on the GPU). ``stats.resolution: eval`` reduces the image the network sees (torchvision's
-    resize + center crop, before normalization) instead of the decoded one.
+    itself comes last (host-side histograms on the GPU). ``stats.resolution: eval`` reduces
+    the image the network sees (torchvision's resize + center crop, before normalization)
+    instead of the decoded one.
     """
     from dalinorm.pipelines.reductions import reduce_images
 
-    fn, _, types, _ = _dali()
-    exif = cfg.data.exif == "apply"
     pipe = _new_pipeline(cfg, spec)
     with pipe:
-        jpegs, _ = _read_in_order(spec)
-        images = fn.decoders.image(
-            jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
-        )
-        if cfg.stats.resolution == "eval":
-            images = _eval_resize(jpegs, images, cfg, exif)
+        images, _ = _decode_in_order(cfg, spec, eval_geometry=cfg.stats.resolution == "eval")
         outputs = reduce_images(images, reducer)
         if with_images:
             outputs.append(images)
