@@ -218,7 +218,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     backends = ("dali", "torchvision") if args.backend == "both" else (args.backend,)
     report = run_bench(cfg, split=args.split, backends=backends, epochs=args.epochs,
                        warmup=args.warmup, workers=args.workers, with_floor=not args.no_floor,
-                       with_stats=not args.no_stats)
+                       with_stats=not args.no_stats, memory_epochs=args.memory_epochs)
     print(format_table(report))
     if args.json:
         write_report(Path(args.json), report)
@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torchvision DataLoader workers (default: all cores)")
     p.add_argument("--no-floor", action="store_true", help="skip the decode-only floor")
     p.add_argument("--no-stats", action="store_true", help="skip the statistics pass")
+    p.add_argument("--memory-epochs", type=int, default=0, metavar="N",
+                   help="also run each backend alone in a fresh process for N epochs: peak PSS "
+                        "and PSS growth from epoch 2 to N (default 0: skip)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=cmd_bench)
 

@@ -231,6 +231,7 @@ def run_bench(
     workers: int | None = None,
     with_floor: bool = True,
     with_stats: bool = True,
+    memory_epochs: int = 0,
 ) -> dict:
     """Measure and return a JSON-able report (see the module docstring for the method)."""
     import torch
@@ -275,6 +276,9 @@ def run_bench(
         report["results"]["decode floor"] = decode_floor(cfg, split, device_id, epochs).summary()
     if with_stats:
         report["results"]["stats pass"] = stats_pass(cfg, epochs).summary()
+    if memory_epochs:
+        report["memory"] = {name: memory_profile(cfg, split, name, memory_epochs, workers)
+                            for name in backends}
     res = report["results"]
     if "dali" in res and "torchvision" in res:
         report["dali_over_torchvision"] = ratio(res["dali"], res["torchvision"])
@@ -283,6 +287,49 @@ def run_bench(
             if name in res:
                 res[name]["fraction_of_decode_floor"] = ratio(res[name], res["decode floor"])
     return report
+
+
+def _memory_child(cfg: Config, split: str, backend: str, epochs: int, workers: int, queue) -> None:
+    """In a fresh process: one loader alone, ``epochs`` epochs, PSS of the tree after each."""
+    try:
+        if backend == "dali":
+            from dalinorm.integration.loader import DaliLoader
+
+            loader = DaliLoader(cfg, split)
+        else:
+            from dalinorm.integration.reference import reference_loader
+
+            loader = reference_loader(cfg, split, num_workers=workers)
+        after = []
+        with PeakSampler() as sampler:
+            sampler.reset()
+            for _ in range(epochs):
+                for _ in loader:
+                    pass
+                after.append(tree_pss_bytes(process_tree()) / 2**20)
+            peak = sampler.peak / 2**20
+        queue.put({"peak_pss_mib": peak, "pss_after_epoch_mib": after})
+    except BaseException as err:  # reported by the parent
+        queue.put({"error": f"{type(err).__name__}: {err}"})
+
+
+def memory_profile(cfg: Config, split: str, backend: str, epochs: int, workers: int) -> dict:
+    """Peak PSS and PSS growth of one backend measured alone, in a fresh process (so the
+    other loader's memory and the parent's imports do not count), over ``epochs`` epochs."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_memory_child, args=(cfg, split, backend, epochs, workers, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    if "error" in result:
+        raise RuntimeError(f"memory profile of {backend}: {result['error']}")
+    after = result["pss_after_epoch_mib"]
+    if len(after) >= 2:
+        result["growth_epoch2_to_last"] = after[-1] / after[1] - 1
+    return result
 
 
 def format_table(report: dict) -> str:
@@ -302,6 +349,12 @@ def format_table(report: dict) -> str:
         )
     if "dali_over_torchvision" in report:
         lines.append(f"DALI / torchvision (medians): {report['dali_over_torchvision']:.2f}x")
+    for name, mem in report.get("memory", {}).items():
+        growth = mem.get("growth_epoch2_to_last")
+        lines.append(
+            f"memory, {name} alone in a fresh process: peak PSS {mem['peak_pss_mib']:.0f} MiB"
+            + (f", PSS epoch 2 -> {len(mem['pss_after_epoch_mib'])}: {growth:+.1%}" if growth is not None else "")
+        )
     return "\n".join(lines)
 
 

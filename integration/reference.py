@@ -19,17 +19,25 @@ from dalinorm.pipelines.normalize import resolve_normalization
 __all__ = ["reference_loader", "reference_transform"]
 
 
-def _open_rgb(exif: bool):
-    def load(path: str):
+class _OpenRGB:
+    """PIL loader for the datasets: RGB, EXIF orientation applied or not (picklable, so
+    DataLoader workers can be spawned)."""
+
+    def __init__(self, exif: bool) -> None:
+        self.exif = exif
+
+    def __call__(self, path: str):
         from PIL import Image, ImageOps
 
         with open(path, "rb") as handle:
             img = Image.open(handle)
-            if exif:
+            if self.exif:
                 img = ImageOps.exif_transpose(img)
             return img.convert("RGB")
 
-    return load
+
+def _open_rgb(exif: bool) -> _OpenRGB:
+    return _OpenRGB(exif)
 
 
 def reference_transform(cfg: Config, split: str):

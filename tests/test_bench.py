@@ -70,3 +70,16 @@ def test_table_shows_ratio_and_fraction_of_floor():
     table = format_table(report)
     assert "DALI / torchvision (medians): 2.00x" in table
     assert "50%" in table and "1600" in table
+
+
+def test_memory_profile_runs_one_loader_alone(colour_data):
+    """A fresh process, one loader, PSS after every epoch; growth is epoch 2 to the last."""
+    from dalinorm.integration.bench import memory_profile
+
+    from testkit import make_config
+
+    result = memory_profile(make_config(colour_data[0].root), "train", "dali", epochs=3, workers=0)
+    after = result["pss_after_epoch_mib"]
+    assert len(after) == 3 and all(v > 50 for v in after)  # torch + DALI alone take far more
+    assert result["peak_pss_mib"] >= max(after) * 0.9
+    assert result["growth_epoch2_to_last"] == pytest.approx(after[-1] / after[1] - 1)
