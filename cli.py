@@ -117,7 +117,7 @@ def _demo_epochs(cfg: Config) -> None:
             f"{result['images_per_s']:.0f} images/s"
         )
         print(
-            f"       normalized output per channel: mean "
+            "       normalized output per channel: mean "
             + ", ".join(f"{v:+.3f}" for v in result["mean"])
             + "; std "
             + ", ".join(f"{v:.3f}" for v in result["std"])

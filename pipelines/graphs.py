@@ -29,7 +29,7 @@ __all__ = [
     "explain_pipeline_error",
 ]
 
-# The name that ties DALI's iterator to the reader's epoch size; internal to dalinorm.
+# The readers' name in every graph (for DALI's per-reader metadata); internal to dalinorm.
 READER_NAME = "dalinorm_reader"
 
 

@@ -7,14 +7,13 @@ Python is correctly rounded), so no catastrophic cancellation either.
 
 Image weighting (every image counts the same, whatever its size) cannot stay in integers;
 it keeps (images, mean, M2) in float64 and merges with Chan et al.'s parallel formula,
-where each image enters with its exactly rounded mean and variance.
+where each image enters with its float64 mean and variance.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -54,8 +53,8 @@ class _ChanState:
 class MomentsAccumulator:
     """Running per-channel moments of uint8 RGB pixels; ``merge`` combines two of them.
 
-    ``add_image`` takes one image's exact integer sums; ``add_histogram`` optionally adds its
-    256-bin per-channel histogram (which also gives min and max).
+    ``add_batch`` takes per-image exact integer sums; ``add_histogram`` optionally adds
+    256-bin per-channel histograms (which also give min and max).
     """
 
     num_images: int = 0
