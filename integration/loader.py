@@ -33,6 +33,7 @@ from dalinorm.pipelines.graphs import (
     build_eval_pipeline,
     build_train_pipeline,
     explain_pipeline_error,
+    prefetch_depth,
 )
 from dalinorm.pipelines.normalize import Normalization, resolve_normalization
 
@@ -93,6 +94,7 @@ class DaliLoader:
             )
         self._pipeline = self._build_pipeline()
         self._feed: _PipelineFeed | None = None
+        self._initial_checkpoint: str | None = None  # what the pipeline was restored from
         self._epoch = 0  # epochs started
         self._consumed = 0  # pipeline batches read in the current epoch
         self._resuming = False
@@ -215,7 +217,8 @@ class DaliLoader:
         if not self.training:
             raise ValueError("state_dict() is for the train split; eval always starts at the first file")
         if self._feed is None:
-            checkpoint = None  # nothing read yet: the fresh pipeline is the state
+            # nothing read since the pipeline was built: it is still in its initial state
+            checkpoint = self._initial_checkpoint
         else:
             checkpoint = self._pipeline.checkpoint()
         return {
@@ -239,6 +242,7 @@ class DaliLoader:
                 raise ValueError(f"loader state: {key} is {state.get(key)!r} in the checkpoint but "
                                  f"{value!r} here; resume with the same data, seed and ranks")
         self._pipeline = self._build_pipeline(checkpoint=state["dali_checkpoint"])
+        self._initial_checkpoint = state["dali_checkpoint"]
         self._feed = None
         self._epoch = state["epoch"]
         self._consumed = state["batches_read"]
@@ -269,8 +273,7 @@ class _PipelineFeed:
         self._device = torch.device("cpu") if device_id is None else torch.device("cuda", device_id)
         try:
             pipe.build()
-            depth = pipe.prefetch_queue_depth
-            for _ in range(depth if isinstance(depth, int) else max(depth.values())):
+            for _ in range(prefetch_depth(pipe)):
                 pipe.schedule_run()
         except RuntimeError as err:
             raise explain_pipeline_error(err) from err

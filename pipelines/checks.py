@@ -109,7 +109,11 @@ def cheap_check(path: Path, max_pixels: int) -> str | None:
 
 
 def _decode_batches(files: list[Path], cfg: Config, device_id: int | None, batch: int):
-    """Decode ``files`` with the pipelines' decoder; yield (files, error or None) per batch."""
+    """Decode ``files`` with the pipelines' decoder; yield (files, error or None) per batch.
+
+    One pipeline reads the files in order, batch after batch; only when a batch fails are its
+    files decoded one by one to name the culprit, and a new pipeline takes over after it.
+    """
     from nvidia.dali import fn, types
     from nvidia.dali.pipeline import Pipeline
 
@@ -125,18 +129,26 @@ def _decode_batches(files: list[Path], cfg: Config, device_id: int | None, batch
         pipe.build()
         return pipe
 
-    for start in range(0, len(files), batch):
-        chunk = files[start:start + batch]
-        try:
-            build(chunk, len(chunk)).run()
-            yield chunk, None
-        except RuntimeError:
-            for path in chunk:  # find which files of the failed batch are bad
-                try:
-                    build([path], 1).run()
-                    yield [path], None
-                except RuntimeError as err:
-                    yield [path], err
+    start = 0
+    while start < len(files):
+        rest = files[start:]
+        pipe = build(rest, min(batch, len(rest)))
+        for offset in range(0, len(rest), batch):
+            chunk = rest[offset:offset + batch]
+            try:
+                pipe.run()
+                yield chunk, None
+            except RuntimeError:  # the pipeline is unusable now: check this batch file by file
+                for path in chunk:
+                    try:
+                        build([path], 1).run()
+                        yield [path], None
+                    except RuntimeError as err:
+                        yield [path], err
+                start += offset + len(chunk)
+                break
+        else:
+            start = len(files)
 
 
 def _decode_reason(path: Path, err: Exception) -> str:

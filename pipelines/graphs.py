@@ -21,12 +21,13 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "READER_NAME",
-    "run_batches",
     "GraphSpec",
     "build_eval_pipeline",
     "build_stats_pipeline",
     "build_train_pipeline",
     "explain_pipeline_error",
+    "prefetch_depth",
+    "run_batches",
 ]
 
 # The readers' name in every graph (for DALI's per-reader metadata); internal to dalinorm.
@@ -300,12 +301,17 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
     return pipe
 
 
+def prefetch_depth(pipe) -> int:
+    """How many runs a pipeline can have scheduled ahead (separated CPU/GPU queues: the larger)."""
+    depth = pipe.prefetch_queue_depth
+    return depth if isinstance(depth, int) else max(depth.values())
+
+
 def run_batches(pipe, batches: int):
     """Yield the outputs of ``batches`` iterations of a built pipeline, keeping its prefetch
     queue full (``pipe.run()`` alone waits for each batch before asking for the next, so
     reading, decoding and reducing never overlap). Schedules exactly ``batches`` runs."""
-    depth = pipe.prefetch_queue_depth
-    depth = depth if isinstance(depth, int) else max(depth.values())
+    depth = prefetch_depth(pipe)
     scheduled = 0
     while scheduled < min(depth, batches):
         pipe.schedule_run()

@@ -63,3 +63,17 @@ def test_state_before_any_batch_restarts_cleanly(colour_data):
     restored = DaliLoader(cfg, "train")
     restored.load_state_dict(state)
     assert read(restored, 5) == read(DaliLoader(cfg, "train"), 5)
+
+
+def test_state_saved_right_after_a_restore_still_resumes(colour_data):
+    """A checkpoint written before the first batch after a restore keeps the restored place."""
+    train, _ = colour_data
+    cfg = make_config(train.root)
+    whole = read(DaliLoader(cfg, "train"), 9)
+    first = DaliLoader(cfg, "train")
+    read(first, 4)
+    second = DaliLoader(cfg, "train")
+    second.load_state_dict(first.state_dict())
+    third = DaliLoader(cfg, "train")
+    third.load_state_dict(second.state_dict())  # saved again before reading anything
+    assert read(third, 5) == whole[4:]
