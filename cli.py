@@ -210,6 +210,32 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 1 if any(r.bad for r in reports) else 0
 
 
+# ---------------------------------------------------------------------- pack
+def _size_arg(text: str) -> int:
+    from dalinorm.pipelines.webdataset import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--shard-size: ")) from None
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from dalinorm.pipelines.webdataset import pack_split
+
+    cfg = _load(args)
+    shuffle = None if args.order == "auto" else args.order == "shuffled"
+    result = pack_split(cfg, split=args.split, out=Path(args.out), shard_size=args.shard_size,
+                        shuffle=shuffle, seed=args.seed, progress=True)
+    kept = f" ({result.resumed_shards} kept from the interrupted run)" if result.resumed_shards else ""
+    print(f"{result.out}: {result.num_samples} images in {result.num_shards} shards, "
+          f"{result.bytes / 1e6:,.1f} MB{kept}")
+    key = "val" if args.split in ("val", cfg.data.val) else "train"
+    print(f"read it with: --set data.format=webdataset data.root={result.out.parent.resolve()} "
+          f"data.{key}={result.out.name}")
+    return 0
+
+
 # ---------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
     from dalinorm.integration.bench import format_table, run_bench, write_report
@@ -279,6 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-list", default=None, metavar="PATH",
                    help="write the good files (paths relative to data.root) for data.checked_list")
     p.set_defaults(func=cmd_check_data)
+
+    p = sub.add_parser("pack", help="write a split as shuffled webdataset tar shards with index "
+                                    "files and a manifest")
+    _add_config_args(p)
+    p.add_argument("--split", default="train", help="split to pack: train (default), val, or a "
+                                                    "folder under data.root")
+    p.add_argument("--out", required=True, metavar="DIR", help="empty folder for the shards (or the "
+                                                               "folder of an interrupted pack, to resume)")
+    p.add_argument("--shard-size", type=_size_arg, default=1_000_000_000, metavar="SIZE",
+                   help="largest tar shard, e.g. 1GB (default), 500MB, 64MiB")
+    p.add_argument("--order", choices=("auto", "shuffled", "listed"), default="auto",
+                   help="image order in the shards: shuffled for the training split, the split's "
+                        "own order otherwise (auto, default)")
+    p.add_argument("--seed", type=int, default=None, help="shuffle seed (default: loader.seed)")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("bench", help="images/s of DALI vs the torchvision DataLoader, decode floor, stats pass")
     _add_config_args(p)

@@ -82,8 +82,13 @@ class DataConfig:
     val: str = "val"
     # imagefolder: train/val are folders <split>/<class>/<image>, labels from sorted class names;
     # file_list: train/val are text files of "relative/path label" lines (DALI's format),
-    # paths relative to data.root
-    format: Literal["imagefolder", "file_list"] = "imagefolder"
+    # paths relative to data.root;
+    # webdataset: train/val are folders of tar shards written by `dalinorm pack` (images +
+    # .cls labels, DALI index files, manifest.json and samples.tsv)
+    format: Literal["imagefolder", "file_list", "webdataset"] = "imagefolder"
+    # webdataset train only: samples held in the reader's shuffle buffer (per rank; each holds
+    # one encoded image). Larger mixes more across shards and costs memory.
+    shuffle_buffer: int = 1024
     # EXIF orientation: "ignore" matches torchvision/PIL (which do not rotate), "apply" rotates.
     exif: Literal["ignore", "apply"] = "ignore"
     # What to do with files that cannot be used: "error" names the first one and stops;
@@ -95,6 +100,13 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(self.max_pixels >= 1, "max_pixels", f"must be >= 1, got {self.max_pixels}")
+        _require(self.shuffle_buffer >= 1, "shuffle_buffer", f"must be >= 1, got {self.shuffle_buffer}")
+        _require(
+            not (self.format == "webdataset" and self.on_bad_file == "skip"),
+            "on_bad_file",
+            "'skip' cannot drop samples inside tar shards; pack only the good files instead "
+            "(`dalinorm pack` honours data.on_bad_file: skip with data.checked_list)",
+        )
         _require(
             self.on_bad_file == "error" or self.checked_list is not None,
             "checked_list",

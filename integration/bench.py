@@ -172,20 +172,12 @@ def _time_epoch(batches: Callable[[], Iterable], to_device: Callable, sampler: P
 
 def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) -> BenchResult:
     """A pipeline that only reads and decodes the same files: the ceiling for any path."""
-    from nvidia.dali import fn, types
-    from nvidia.dali.pipeline import Pipeline
-
     from dalinorm.pipelines.files import usable_listing
-    from dalinorm.pipelines.graphs import run_batches
+    from dalinorm.pipelines.graphs import GraphSpec, build_decode_pipeline, run_batches
 
     listing, _ = usable_listing(cfg, split)
-    pipe = Pipeline(batch_size=cfg.loader.batch_size, num_threads=cfg.loader.num_threads,
-                    device_id=device_id, seed=0, prefetch_queue_depth=cfg.loader.prefetch)
-    with pipe:
-        jpegs, _ = fn.readers.file(files=[str(f) for f in listing.files], pad_last_batch=True)
-        images = fn.decoders.image(jpegs, device="cpu" if device_id is None else "mixed",
-                                   output_type=types.RGB)
-        pipe.set_outputs(images)
+    spec = GraphSpec.for_block(listing, 0, len(listing), device_id=device_id, seed=0)
+    pipe = build_decode_pipeline(cfg, spec)
     pipe.build()
     batches = -(-len(listing) // cfg.loader.batch_size)
 

@@ -27,7 +27,7 @@ from typing import Iterator
 
 from dalinorm.config import Config, ConfigError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
-from dalinorm.pipelines.files import DatasetError, SplitListing, shard_bounds, usable_listing
+from dalinorm.pipelines.files import DatasetError, SplitListing, usable_listing
 from dalinorm.pipelines.graphs import (
     GraphSpec,
     build_eval_pipeline,
@@ -80,6 +80,8 @@ class DaliLoader:
         self.batch_size = cfg.loader.batch_size
         self.drop_last = cfg.loader.drop_last if self.training else False
         n = len(self.listing)
+        if self.listing.packed:
+            self.listing.rank_block(0, self.world_size)  # names the problem if tars < ranks
         if n < self.world_size:
             raise DatasetError(
                 f"data.{split}: {n} images cannot be sharded across {self.world_size} ranks "
@@ -109,6 +111,8 @@ class DaliLoader:
         """(batches per epoch, samples per epoch) on this rank; also sets how many batches the
         pipeline itself produces per epoch and how many samples of the last one are real."""
         bs = self.batch_size
+        if self.training and self.listing.packed:
+            return self._packed_train_geometry()
         if self.training:
             # The reader pads every shard to the batch count of the largest shard, so each
             # epoch starts aligned at the head of the (reshuffled) list on every rank.
@@ -123,16 +127,54 @@ class DaliLoader:
                 return self._pipeline_batches, self._pipeline_batches * bs
             self._last_size = n - (self._pipeline_batches - 1) * bs
             return self._pipeline_batches, n
-        start, end = shard_bounds(n, self.rank, self.world_size)
+        start, end = self.listing.rank_block(self.rank, self.world_size)
         self._pipeline_batches = math.ceil((end - start) / bs)
         self._last_size = (end - start) - (self._pipeline_batches - 1) * bs
         return self._pipeline_batches, end - start
 
+    def _packed_train_geometry(self) -> tuple[int, int]:
+        """A pack is split at shard granularity, so ranks can hold different image counts; the
+        rank with the fewest decides every rank's steps. Each rank's pipeline reads its own
+        tars (a padded last batch), and what lies beyond the common step count is not read in
+        that epoch: a different remainder every epoch, since the shuffle buffer reorders."""
+        bs, world = self.batch_size, self.world_size
+        counts = [b - a for a, b in (self.listing.rank_block(r, world) for r in range(world))]
+        own = counts[self.rank]
+        self._pipeline_batches = math.ceil(own / bs)
+        if self.drop_last:
+            batches = min(counts) // bs
+        elif world > 1:
+            batches = math.ceil(min(counts) / bs)  # the shortest rank's last batch is padded
+        else:
+            batches = self._pipeline_batches
+        self._last_size = bs if (self.drop_last or world > 1) else own - (batches - 1) * bs
+        unseen = own - min(own, batches * bs)
+        if unseen and world > 1 and self.rank == 0:
+            log.warning(
+                "DaliLoader(train): the pack's %d tar shards give ranks %d to %d images; with equal "
+                "steps (%d batches of %d) up to %d images per rank are not read each epoch (a "
+                "different subset every epoch). More, smaller shards narrow the gap (docs/FORMATS.md)",
+                len(self.listing.shards), min(counts), max(counts), batches, bs,
+                max(counts) - min(max(counts), batches * bs))
+        samples = batches * bs if (self.drop_last or world > 1) else own
+        return batches, samples
+
     def _build_pipeline(self, checkpoint: str | None = None):
         n = len(self.listing)
-        files = [str(f) for f in self.listing.files]
-        labels = list(self.listing.labels)
+        if self.training and self.listing.packed:
+            start, end = self.listing.rank_block(self.rank, self.world_size)
+            spec = GraphSpec.for_block(
+                self.listing, start, end,
+                device_id=self.device_id,
+                seed=(self.cfg.loader.seed + _SEED_STRIDE * self.rank) % 2**31,
+                shuffle_buffer=self.cfg.data.shuffle_buffer,
+                checkpoint=checkpoint,
+                checkpointing=True,
+            )
+            return build_train_pipeline(self.cfg, spec, self.normalization)
         if self.training:
+            files = [str(f) for f in self.listing.files]
+            labels = list(self.listing.labels)
             # DALI's per-epoch shuffle uses a fixed seed of its own; permuting the list first
             # with loader.seed (the same on every rank) makes the order depend on the seed.
             order = _permutation(n, self.cfg.loader.seed)
@@ -147,13 +189,9 @@ class DaliLoader:
                 checkpointing=True,
             )
             return build_train_pipeline(self.cfg, spec, self.normalization)
-        start, end = shard_bounds(n, self.rank, self.world_size)
-        spec = GraphSpec(
-            files=files[start:end],
-            labels=labels[start:end],
-            device_id=self.device_id,
-            seed=self.cfg.loader.seed,
-        )
+        start, end = self.listing.rank_block(self.rank, self.world_size)
+        spec = GraphSpec.for_block(self.listing, start, end, device_id=self.device_id,
+                                   seed=self.cfg.loader.seed)
         return build_eval_pipeline(self.cfg, spec, self.normalization)
 
     # ------------------------------------------------------------------ iteration

@@ -26,10 +26,16 @@ class _OpenRGB:
     def __init__(self, exif: bool) -> None:
         self.exif = exif
 
-    def __call__(self, path: str):
+    def __call__(self, source):
+        """``source``: a path, or a (tar, offset, size) member of a webdataset pack."""
+        import io
+
         from PIL import Image, ImageOps
 
-        with open(path, "rb") as handle:
+        from dalinorm.pipelines.files import read_source
+
+        handle = open(source, "rb") if isinstance(source, str) else io.BytesIO(read_source(source))
+        with handle:
             img = Image.open(handle)
             if self.exif:
                 img = ImageOps.exif_transpose(img)
@@ -82,10 +88,11 @@ class _Collate:
 
 
 class _ListedImages:
-    """(image, label) pairs of a listing that is not an ImageFolder (e.g. a file list)."""
+    """(image, label) pairs of a listing that is not an ImageFolder (a file list, or a
+    webdataset pack read member by member at its recorded offsets)."""
 
     def __init__(self, listing, transform, load) -> None:
-        self.samples = list(zip(map(str, listing.files), listing.labels))
+        self.samples = [(listing.source(i), label) for i, label in enumerate(listing.labels)]
         self.classes = list(listing.classes)
         self.transform = transform
         self.load = load

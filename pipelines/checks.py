@@ -32,7 +32,7 @@ from typing import Iterable
 
 from dalinorm.config import Config
 from dalinorm.pipelines.device import resolve_device_id
-from dalinorm.pipelines.files import CHECKED_LIST_HEADER, SplitListing, list_split
+from dalinorm.pipelines.files import CHECKED_LIST_HEADER, SplitListing, list_split, read_source
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,27 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def cheap_check(path: Path, max_pixels: int) -> str | None:
-    """The reason ``path`` is unusable, from its size and header alone; None if it may be."""
+def cheap_check(source: str | Path | tuple[str, int, int], max_pixels: int) -> str | None:
+    """The reason an image is unusable, from its size and header alone; None if it may be.
+    ``source``: a path, or a (tar, offset, size) member of a webdataset pack."""
+    import io
+
+    from PIL import Image
+
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            head = handle.read(16)
+        if isinstance(source, tuple):
+            data = read_source(source)
+            size, head = len(data), data[:16]
+
+            def open_image():
+                return Image.open(io.BytesIO(data))
+        else:
+            size = Path(source).stat().st_size
+            with open(source, "rb") as handle:
+                head = handle.read(16)
+
+            def open_image():
+                return Image.open(source)
     except OSError as err:
         return f"unreadable: {err.strerror or err}"
     if size == 0:
@@ -92,10 +107,8 @@ def cheap_check(path: Path, max_pixels: int) -> str | None:
         return "not an image (unknown header bytes)"
     if kind == "GIF":
         return "GIF is not decoded by DALI; convert it to PNG or JPEG"
-    from PIL import Image
-
     try:
-        with Image.open(path) as img:
+        with open_image() as img:
             width, height = img.size
             mode = img.mode
     except Exception as err:  # PIL raises many types for broken headers
@@ -108,55 +121,68 @@ def cheap_check(path: Path, max_pixels: int) -> str | None:
     return None
 
 
-def _decode_batches(files: list[Path], cfg: Config, device_id: int | None, batch: int):
-    """Decode ``files`` with the pipelines' decoder; yield (files, error or None) per batch.
+def _decode_batches(sources: list, cfg: Config, device_id: int | None, batch: int):
+    """Decode ``sources`` with the pipelines' decoder; yield (indices, error or None) per batch.
 
-    One pipeline reads the files in order, batch after batch; only when a batch fails are its
-    files decoded one by one to name the culprit, and a new pipeline takes over after it.
+    One pipeline reads the images in order, batch after batch; only when a batch fails are its
+    images decoded one by one to name the culprit, and a new pipeline takes over after it.
+    Files are read by DALI's file reader; members of a pack are read here and fed in.
     """
+    import numpy as np
     from nvidia.dali import fn, types
     from nvidia.dali.pipeline import Pipeline
 
-    def build(chunk: list[Path], size: int):
+    def build(chunk: list[int], size: int):
         pipe = Pipeline(batch_size=size, num_threads=cfg.loader.num_threads, device_id=device_id,
                         prefetch_queue_depth=1, exec_pipelined=False, exec_async=False)
         with pipe:
-            jpegs, _ = fn.readers.file(files=[str(f) for f in chunk], pad_last_batch=True)
-            images = fn.decoders.image(jpegs, device="cpu" if device_id is None else "mixed",
+            if all(isinstance(sources[i], str) for i in chunk):
+                encoded, _ = fn.readers.file(files=[sources[i] for i in chunk], pad_last_batch=True)
+            else:
+                def batches():
+                    for at in range(0, len(chunk), size):
+                        yield [np.frombuffer(read_source(sources[i]), dtype=np.uint8)
+                               for i in chunk[at:at + size]]
+
+                encoded = fn.external_source(source=batches, dtype=types.UINT8, ndim=1)
+            images = fn.decoders.image(encoded, device="cpu" if device_id is None else "mixed",
                                        output_type=types.RGB,
                                        adjust_orientation=cfg.data.exif == "apply")
             pipe.set_outputs(images)
         pipe.build()
         return pipe
 
+    todo = list(range(len(sources)))
     start = 0
-    while start < len(files):
-        rest = files[start:]
+    while start < len(todo):
+        rest = todo[start:]
         pipe = build(rest, min(batch, len(rest)))
         for offset in range(0, len(rest), batch):
             chunk = rest[offset:offset + batch]
             try:
                 pipe.run()
                 yield chunk, None
-            except RuntimeError:  # the pipeline is unusable now: check this batch file by file
-                for path in chunk:
+            except RuntimeError:  # the pipeline is unusable now: check this batch one by one
+                for i in chunk:
                     try:
-                        build([path], 1).run()
-                        yield [path], None
+                        build([i], 1).run()
+                        yield [i], None
                     except RuntimeError as err:
-                        yield [path], err
+                        yield [i], err
                 start += offset + len(chunk)
                 break
         else:
-            start = len(files)
+            start = len(todo)
 
 
-def _decode_reason(path: Path, err: Exception) -> str:
-    """Why DALI could not decode ``path``: PIL's full decode tells a truncated file apart."""
+def _decode_reason(source, err: Exception) -> str:
+    """Why DALI could not decode an image: PIL's full decode tells a truncated file apart."""
+    import io
+
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(read_source(source))) as img:
             img.load()
     except OSError as pil_err:
         if "truncated" in str(pil_err):
@@ -167,43 +193,52 @@ def _decode_reason(path: Path, err: Exception) -> str:
     return "cannot be decoded by DALI: " + (lines[-1] if lines else "decoder error")
 
 
-def check_files(files: list[Path], cfg: Config, *, progress: bool = False,
-                desc: str = "check") -> list[BadFile]:
-    """Every unusable file among ``files``, with its reason."""
+def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, desc: str) -> list[BadFile]:
+    """Every unusable image among ``sources`` (reported under ``names``), with its reason."""
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(files) * 2, unit="step", desc=desc, dynamic_ncols=True)
-    bad: list[BadFile] = []
+        bar = tqdm(total=len(sources) * 2, unit="step", desc=desc, dynamic_ncols=True)
+    bad: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:
-        reasons = pool.map(lambda f: cheap_check(f, cfg.data.max_pixels), files, chunksize=64)
+        reasons = pool.map(lambda s: cheap_check(s, cfg.data.max_pixels), sources, chunksize=64)
         candidates = []
-        for path, reason in zip(files, reasons):
+        for i, reason in enumerate(reasons):
             if reason:
-                bad.append(BadFile(path, reason))
+                bad[i] = reason
             else:
-                candidates.append(path)
+                candidates.append(i)
             if bar:
                 bar.update(1)
     if bar:
-        bar.update(len(files) - len(candidates))
+        bar.update(len(sources) - len(candidates))
     device_id = resolve_device_id(cfg.loader.device)
-    for chunk, err in _decode_batches(candidates, cfg, device_id, cfg.loader.batch_size):
+    for chunk, err in _decode_batches([sources[i] for i in candidates], cfg, device_id,
+                                      cfg.loader.batch_size):
         if err is not None:
-            bad.append(BadFile(chunk[0], _decode_reason(chunk[0], err)))
+            i = candidates[chunk[0]]
+            bad[i] = _decode_reason(sources[i], err)
         if bar:
             bar.update(len(chunk))
     if bar:
         bar.close()
-    order = {f: i for i, f in enumerate(files)}
-    return sorted(bad, key=lambda b: order[b.path])
+    return [BadFile(names[i], bad[i]) for i in sorted(bad)]
+
+
+def check_files(files: list[Path], cfg: Config, *, progress: bool = False,
+                desc: str = "check") -> list[BadFile]:
+    """Every unusable file among ``files``, with its reason."""
+    return _check(list(files), [str(f) for f in files], cfg, progress=progress, desc=desc)
 
 
 def check_split(cfg: Config, split: str, *, progress: bool = False) -> CheckReport:
+    """Every unusable image of ``split`` in any ``data.format``. In a webdataset pack an image
+    is reported under its original path and read from its tar."""
     listing = list_split(cfg, split)
-    return CheckReport(split, listing, check_files(list(listing.files), cfg, progress=progress,
-                                                   desc=f"check {split}"))
+    sources = [listing.source(i) for i in range(len(listing))]
+    return CheckReport(split, listing, _check(list(listing.files), sources, cfg, progress=progress,
+                                              desc=f"check {split}"))
 
 
 def format_checked_list(reports: Iterable[CheckReport], root: Path) -> str:

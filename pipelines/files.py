@@ -7,6 +7,8 @@ listing feeds the DALI reader, the stats pass and its fingerprint, so the three 
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import logging
 import os
@@ -21,6 +23,7 @@ __all__ = [
     "DatasetError",
     "IMAGE_EXTENSIONS",
     "SplitListing",
+    "TarShard",
     "fingerprint_of",
     "list_file_list",
     "list_image_folder",
@@ -41,17 +44,83 @@ class DatasetError(DalinormError, ValueError):
 
 
 @dataclass(frozen=True)
+class TarShard:
+    """One webdataset tar shard of a packed split: samples ``start`` to ``start + count`` of
+    the listing, in tar order."""
+
+    path: Path
+    index: Path  # DALI's index file (format v1.2)
+    start: int
+    count: int
+
+
+@dataclass(frozen=True)
 class SplitListing:
-    """The files of one split, in torchvision's order, with their labels."""
+    """The images of one split, in the order the split defines (torchvision's for an
+    ImageFolder, the list's for a file list, the tars' for a webdataset pack), with labels.
+
+    For a webdataset pack, ``files`` are the images' original paths (``root / relative
+    path``, for messages and the fingerprint; they need not exist), ``shards`` the tars and
+    ``offsets`` where each image's bytes start in its tar.
+    """
 
     root: Path
     classes: tuple[str, ...]
     files: tuple[Path, ...]
     labels: tuple[int, ...]
     sizes: tuple[int, ...]  # bytes; -1 where the file cannot be stat()ed (a broken link)
+    shards: tuple[TarShard, ...] = ()
+    offsets: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.files)
+
+    @property
+    def packed(self) -> bool:
+        """True for a webdataset pack (images inside tar shards)."""
+        return bool(self.shards)
+
+    @functools.cached_property
+    def _shard_starts(self) -> list[int]:
+        return [s.start for s in self.shards]
+
+    def _shard_of(self, i: int) -> TarShard:
+        return self.shards[bisect.bisect_right(self._shard_starts, i) - 1]
+
+    def source(self, i: int) -> str | tuple[str, int, int]:
+        """Where image ``i``'s bytes are: a path, or (tar path, offset, size) in a pack."""
+        if not self.packed:
+            return str(self.files[i])
+        return str(self._shard_of(i).path), self.offsets[i], self.sizes[i]
+
+    def read_bytes(self, i: int) -> bytes:
+        """The encoded bytes of image ``i`` (from its file, or from its tar shard)."""
+        return read_source(self.source(i))
+
+    def describe(self, i: int) -> str:
+        """Image ``i`` for a message: its path, and in a pack also its tar."""
+        if not self.packed:
+            return str(self.files[i])
+        shard = self._shard_of(i)
+        return f"{shard.path}[{i - shard.start}] ({self.files[i].relative_to(self.root).as_posix()})"
+
+    def rank_block(self, rank: int, world_size: int) -> tuple[int, int]:
+        """[start, end) of the images ``rank`` reads when each rank reads one block.
+
+        Files: blocks of sizes differing by at most one (as DALI's readers split). A pack is
+        split at shard granularity: each rank gets whole, consecutive tars, the boundaries
+        chosen as close to equal image counts as the shards allow.
+        """
+        if not self.packed:
+            return shard_bounds(len(self), rank, world_size)
+        return _tar_bounds([s.count for s in self.shards], rank, world_size)
+
+    def shards_in(self, start: int, end: int) -> tuple[TarShard, ...]:
+        """The tars that hold exactly images [start, end) (a block from :meth:`rank_block`)."""
+        inside = tuple(s for s in self.shards if start <= s.start and s.start + s.count <= end)
+        if sum(s.count for s in inside) != end - start:
+            raise ValueError(f"images [{start}, {end}) do not fall on tar shard boundaries")
+        return inside
 
     def relative_paths(self) -> list[str]:
         """Paths relative to the split folder, with '/' separators (stable across machines)."""
@@ -63,6 +132,8 @@ class SplitListing:
 
     def subset(self, keep: list[int]) -> "SplitListing":
         """The listing restricted to the indices ``keep`` (labels and classes unchanged)."""
+        if self.packed:
+            raise ValueError("a webdataset pack cannot drop images inside its tar shards")
         return SplitListing(self.root, self.classes, tuple(self.files[i] for i in keep),
                             tuple(self.labels[i] for i in keep), tuple(self.sizes[i] for i in keep))
 
@@ -214,7 +285,45 @@ def list_split(cfg: Config, split: str) -> SplitListing:
     key = f"data.{split}" if split in ("train", "val") else "data.root"
     if cfg.data.format == "file_list":
         return list_file_list(cfg.split_dir(split), cfg.data.root, key=key)
+    if cfg.data.format == "webdataset":
+        from dalinorm.pipelines.webdataset import read_pack
+
+        return read_pack(cfg.split_dir(split), key=key)
     return list_image_folder(cfg.split_dir(split), key=key)
+
+
+def read_source(source: str | tuple[str, int, int]) -> bytes:
+    """The bytes at a :meth:`SplitListing.source`: a whole file, or a member of a tar."""
+    if isinstance(source, str):
+        with open(source, "rb") as handle:
+            return handle.read()
+    path, offset, size = source
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(size)
+    if len(data) != size:
+        raise OSError(f"{path}: ends before the {size} bytes at offset {offset} (a truncated shard?)")
+    return data
+
+
+def _tar_bounds(counts: list[int], rank: int, world_size: int) -> tuple[int, int]:
+    """Image range of ``rank`` when consecutive tars (``counts`` images each) are dealt out in
+    ``world_size`` blocks of whole tars, each boundary at the tar edge nearest to an equal split
+    (every rank at least one tar)."""
+    if world_size > len(counts):
+        raise DatasetError(f"a pack of {len(counts)} tar shards cannot be split across {world_size} "
+                           "ranks at shard granularity; re-pack with a smaller --shard-size")
+    starts = [0]
+    for count in counts:
+        starts.append(starts[-1] + count)
+    total = starts[-1]
+    cuts = [0]
+    for r in range(1, world_size):
+        target = r * total / world_size
+        lo, hi = cuts[-1] + 1, len(counts) - (world_size - r)  # leave a tar for every later rank
+        cuts.append(min(range(lo, hi + 1), key=lambda k: (abs(starts[k] - target), k)))
+    cuts.append(len(counts))
+    return starts[cuts[rank]], starts[cuts[rank + 1]]
 
 
 def shard_bounds(num_samples: int, rank: int, world_size: int) -> tuple[int, int]:

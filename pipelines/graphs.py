@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "READER_NAME",
     "GraphSpec",
+    "build_decode_pipeline",
     "build_eval_pipeline",
     "build_stats_pipeline",
     "build_train_pipeline",
@@ -55,9 +56,24 @@ class GraphSpec:
     seed: int
     shard_id: int = 0
     num_shards: int = 1
+    # a webdataset pack instead of files: the tar shards this pipeline reads, their index files
+    tars: Sequence[str] = ()
+    indexes: Sequence[str] = ()
+    shuffle_buffer: int = 1024
     # DALI checkpointing: None for a fresh pipeline, or a state from Pipeline.checkpoint()
     checkpoint: str | None = None
     checkpointing: bool = False
+
+    @classmethod
+    def for_block(cls, listing, start: int, end: int, **kwargs) -> "GraphSpec":
+        """A spec reading images [start, end) of a :class:`SplitListing`: those files, or
+        the tars that hold them (a block of :meth:`SplitListing.rank_block`)."""
+        if listing.packed:
+            shards = listing.shards_in(start, end)
+            return cls(files=(), labels=(), tars=[str(s.path) for s in shards],
+                       indexes=[str(s.index) for s in shards], **kwargs)
+        return cls(files=[str(f) for f in listing.files[start:end]],
+                   labels=list(listing.labels[start:end]), **kwargs)
 
     @property
     def decode_device(self) -> str:
@@ -78,10 +94,49 @@ def _new_pipeline(cfg: Config, spec: GraphSpec):
 
 
 def _labels(labels, spec: GraphSpec):
-    """[1]-shaped int32 reader labels → int64 scalars, on the images' device."""
-    fn, _, types, _ = _dali()
-    labels = fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)
+    """int64 scalar labels from :func:`_read`, on the images' device."""
     return labels if spec.device_id is None else labels.gpu()
+
+
+def _parse_cls(cls):
+    """A webdataset ``.cls`` member (ASCII decimal digits, up to 8) → int64 scalar label.
+
+    Stock operators only, so the same graph runs on both devices: pad the digits on the right
+    with '0' to 8, take their place-value sum, then divide out the padding (10^(8 - length)).
+    """
+    import numpy as np
+
+    fn, _, types, _ = _dali()
+    digits = fn.cast(fn.pad(cls, axes=[0], shape=[8], fill_value=ord("0")), dtype=types.INT64) - ord("0")
+    places = types.Constant(np.array([10 ** k for k in range(7, -1, -1)], dtype=np.int64))
+    value = fn.reductions.sum(digits * places, axes=[0])
+    length = fn.cast(cls.shape()[0], dtype=types.INT32)
+    padding = fn.lookup_table(length, keys=list(range(1, 9)),
+                              values=[float(10 ** (8 - k)) for k in range(1, 9)],
+                              dtype=types.INT64, default_value=0)
+    return value // padding
+
+
+def _read(spec: GraphSpec, *, shuffle: bool):
+    """(encoded images, int64 scalar labels) from files or a pack's tars. Every epoch is the
+    whole list (the last batch padded with repeats, which callers drop or count), so epochs
+    stay aligned. ``shuffle``: files are reshuffled globally every epoch (sharded by DALI);
+    a pack's samples pass through a seeded shuffle buffer (each pipeline reads its own tars)."""
+    fn, _, types, _ = _dali()
+    if spec.tars:
+        from dalinorm.pipelines.webdataset import IMAGE_EXTS
+
+        encoded, cls = fn.readers.webdataset(
+            paths=list(spec.tars), index_paths=list(spec.indexes), ext=[";".join(IMAGE_EXTS), "cls"],
+            missing_component_behavior="error", pad_last_batch=True, random_shuffle=shuffle,
+            initial_fill=spec.shuffle_buffer, name=READER_NAME,
+        )
+        return encoded, _parse_cls(cls)
+    extra = dict(shard_id=spec.shard_id, num_shards=spec.num_shards,
+                 shuffle_after_epoch=True) if shuffle else {}
+    encoded, labels = fn.readers.file(files=list(spec.files), labels=list(spec.labels),
+                                      pad_last_batch=True, name=READER_NAME, **extra)
+    return encoded, fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)
 
 
 def _normalize(images, cfg: Config, normalization: Normalization, **crop_args):
@@ -100,23 +155,16 @@ def _normalize(images, cfg: Config, normalization: Normalization, **crop_args):
 def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
     """torchvision's RandomResizedCrop + RandomHorizontalFlip + Normalize as one DALI graph.
 
-    The reader reshuffles the whole list every epoch (``shuffle_after_epoch``) and each shard
-    takes its block of that order, so shards are disjoint and the order is global. Padding
-    the last batch keeps every epoch aligned to the start of the list (without it, the reader
-    carries leftover samples into the next epoch and shards overlap; see docs).
+    Files: the reader reshuffles the whole list every epoch (``shuffle_after_epoch``) and each
+    shard takes its block of that order, so shards are disjoint and the order is global.
+    Padding the last batch keeps every epoch aligned to the start of the list (without it, the
+    reader carries leftover samples into the next epoch and shards overlap; see docs). A pack:
+    this rank's tars through a shuffle buffer (``data.shuffle_buffer``) seeded per rank.
     """
     fn, _, types, _ = _dali()
     pipe = _new_pipeline(cfg, spec)
     with pipe:
-        jpegs, labels = fn.readers.file(
-            files=list(spec.files),
-            labels=list(spec.labels),
-            shard_id=spec.shard_id,
-            num_shards=spec.num_shards,
-            shuffle_after_epoch=True,
-            pad_last_batch=True,
-            name=READER_NAME,
-        )
+        jpegs, labels = _read(spec, shuffle=True)
         images = fn.decoders.image_random_crop(
             jpegs,
             device=spec.decode_device,
@@ -245,28 +293,28 @@ def _eval_resize(jpegs, images, cfg: Config, exif: bool):
                       full_h=new_h, full_w=new_w, top=top, left=left)
 
 
-def _read_in_order(spec: GraphSpec):
-    """Read ``spec.files`` once per epoch in the given order, the last batch padded (with
-    repeats of the last file) so every epoch starts at the first file; callers drop the
-    padding. No shuffle and no reader sharding: the caller hands each rank its own block."""
-    fn, _, _, _ = _dali()
-    return fn.readers.file(
-        files=list(spec.files), labels=list(spec.labels), pad_last_batch=True, name=READER_NAME
-    )
-
-
 def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
     """Read ``spec.files`` in order and decode them (uint8 RGB), optionally resized and
     center-cropped as torchvision's eval recipe does. Call inside ``with pipe:``."""
     fn, _, types, _ = _dali()
     exif = cfg.data.exif == "apply"
-    jpegs, labels = _read_in_order(spec)
+    # in the given order, no reader sharding: the caller hands each rank its own block
+    jpegs, labels = _read(spec, shuffle=False)
     images = fn.decoders.image(
         jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
     )
     if eval_geometry:
         images = _eval_resize(jpegs, images, cfg, exif)
     return images, labels
+
+
+def build_decode_pipeline(cfg: Config, spec: GraphSpec):
+    """Read and decode only (uint8 RGB, the images as stored): the decode floor of ``bench``."""
+    pipe = _new_pipeline(cfg, spec)
+    with pipe:
+        images, _ = _decode_in_order(cfg, spec, eval_geometry=False)
+        pipe.set_outputs(images)
+    return pipe
 
 
 def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):

@@ -1,6 +1,7 @@
 """The statistics pass: every image of the training split exactly once, reduced in the graph.
 
-Each rank reads its own contiguous block of the split (no reader padding reaches the sums:
+Each rank reads its own contiguous block of the split (whole tars for a webdataset pack; no
+reader padding reaches the sums:
 the padded tail of the last batch is dropped here), DALI reduces every image to per-channel
 integer sums, and the sums are merged exactly: across batches in :class:`MomentsAccumulator`,
 across ranks by gathering the accumulators (sums and counts, never means) and adding them.
@@ -18,7 +19,7 @@ import numpy as np
 
 from dalinorm.config import Config, DalinormError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
-from dalinorm.pipelines.files import SplitListing, fingerprint_of, shard_bounds, usable_listing
+from dalinorm.pipelines.files import SplitListing, fingerprint_of, usable_listing
 from dalinorm.pipelines.graphs import (
     GraphSpec,
     build_stats_pipeline,
@@ -62,7 +63,7 @@ class ShardReducer:
 
     def __init__(self, cfg: Config, listing: SplitListing, *, rank: int = 0, world_size: int = 1,
                  histogram: bool = False) -> None:
-        start, end = shard_bounds(len(listing), rank, world_size)
+        start, end = listing.rank_block(rank, world_size)
         self.count = end - start
         self.rank = rank
         self.histogram = histogram
@@ -72,12 +73,8 @@ class ShardReducer:
         self.decoder_device = "cpu" if self.device_id is None else "gpu"
         self.reducer = choose_reducer(cfg.stats.reducer, on_gpu=self.device_id is not None)
         self._reduced_outputs = 1 if self.reducer == "histogram" else 3
-        self._spec = GraphSpec(
-            files=[str(f) for f in listing.files[start:end]],
-            labels=list(listing.labels[start:end]),
-            device_id=self.device_id,
-            seed=cfg.loader.seed,
-        )
+        self._spec = GraphSpec.for_block(listing, start, end, device_id=self.device_id,
+                                         seed=cfg.loader.seed)
         self._cfg = cfg
         self._pipe = None
 

@@ -1,0 +1,397 @@
+"""Webdataset packs: tar shards of images and ``.cls`` labels, DALI index files, a manifest.
+
+``dalinorm pack`` turns a split (ImageFolder or file list) into a folder DALI's
+``readers.webdataset`` reads::
+
+    DIR/shard-000000.tar   members 000000000.jpg, 000000000.cls, 000000001.png, ...
+    DIR/shard-000000.idx   DALI's index (format v1.2: where each member starts, its size)
+    DIR/samples.tsv        one line per image, in tar order: key, shard, offset, size, label,
+                           the image's original path (relative to the split it came from)
+    DIR/manifest.json      counts, class names, shards with their sizes, the fingerprint,
+                           and the sha256 of samples.tsv
+
+The fingerprint is the one :meth:`SplitListing.fingerprint` gives the source split (sha256
+over the original relative paths and sizes), so a stats file computed on the ImageFolder
+stays valid for its pack and the leak guard compares like with like. Each tar is written
+under a temporary name and renamed when complete, its index written atomically, and
+``.pack-progress`` records finished shards: an interrupted pack resumes where it stopped,
+and the manifest appears last, so a half-written pack is never read as a whole one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from dalinorm.config import Config
+from dalinorm.pipelines.files import (
+    DatasetError,
+    SplitListing,
+    TarShard,
+    read_source,
+    usable_listing,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MANIFEST", "PackResult", "pack_split", "parse_size", "read_pack", "write_index"]
+
+MANIFEST = "manifest.json"
+SAMPLES = "samples.tsv"
+PROGRESS = ".pack-progress"
+FORMAT = "dalinorm-webdataset"
+VERSION = 1
+# Extensions of the image member in a sample (DALI matches them case-sensitively; the packer
+# writes them in lower case). ImageFolder's extensions, so every image of a split packs.
+IMAGE_EXTS = ("jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp")
+MAX_LABEL_DIGITS = 8  # the in-graph .cls parser reads up to 8 decimal digits
+_TAR_BLOCK = 512
+_TAR_RECORD = 20 * _TAR_BLOCK
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_pack(split_dir: Path, *, key: str = "data.root") -> SplitListing:
+    """The listing of a pack written by ``dalinorm pack``, checked against its manifest.
+
+    Raises :class:`DatasetError` naming the file when the manifest is missing or unreadable,
+    a shard is missing or has another size than the manifest says, or samples.tsv does not
+    match the manifest (a modified or mixed-up pack).
+    """
+    split_dir = Path(split_dir)
+    manifest_path = split_dir / MANIFEST
+    if not manifest_path.is_file():
+        if (split_dir / PROGRESS).exists():
+            raise DatasetError(f"{key}: {split_dir} is an unfinished pack; run the same `dalinorm "
+                               "pack` command again to finish it")
+        what = "does not exist" if not split_dir.exists() else f"holds no {MANIFEST}"
+        raise DatasetError(f"{key}: {split_dir} {what}; data.format: webdataset reads folders "
+                           "written by `dalinorm pack`")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{manifest_path}: cannot be read as JSON: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DatasetError(f"{manifest_path}: not a dalinorm pack manifest (expected "
+                           f"'format': '{FORMAT}')")
+    if manifest.get("version") != VERSION:
+        raise DatasetError(f"{manifest_path}: pack version {manifest.get('version')!r} is not "
+                           f"supported (expected {VERSION}); re-pack with this dalinorm")
+    samples_path = split_dir / SAMPLES
+    try:
+        raw = samples_path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"{samples_path}: cannot be read: {err.strerror or err}") from None
+    if "sha256:" + hashlib.sha256(raw).hexdigest() != manifest.get("samples_sha256"):
+        raise DatasetError(f"{samples_path}: does not match {MANIFEST} (modified after packing?); "
+                           "re-pack the split")
+    shards = []
+    start = 0
+    for entry in manifest["shards"]:
+        tar, idx = split_dir / entry["tar"], split_dir / entry["index"]
+        try:
+            size = tar.stat().st_size
+        except OSError:
+            raise DatasetError(f"{tar}: tar shard listed in {manifest_path} is missing") from None
+        if size != entry["bytes"]:
+            raise DatasetError(f"{tar}: {size} bytes, but {MANIFEST} says {entry['bytes']} "
+                               "(truncated or replaced?); re-pack the split")
+        if not idx.is_file():
+            raise DatasetError(f"{idx}: index file listed in {manifest_path} is missing")
+        shards.append(TarShard(tar, idx, start, entry["samples"]))
+        start += entry["samples"]
+    files, labels, sizes, offsets = [], [], [], []
+    for line in raw.decode("utf-8", "surrogateescape").splitlines():
+        if line.startswith("#"):
+            continue
+        _key, _shard, offset, size, label, rel = line.split("\t", 5)
+        files.append(split_dir / rel)
+        labels.append(int(label))
+        sizes.append(int(size))
+        offsets.append(int(offset))
+    if len(files) != start or len(files) != manifest["num_samples"]:
+        raise DatasetError(f"{samples_path}: {len(files)} images, but the shards in {MANIFEST} "
+                           f"hold {start}; re-pack the split")
+    listing = SplitListing(root=split_dir, classes=tuple(manifest["classes"]), files=tuple(files),
+                           labels=tuple(labels), sizes=tuple(sizes), shards=tuple(shards),
+                           offsets=tuple(offsets))
+    if listing.fingerprint() != manifest["fingerprint"]:
+        raise DatasetError(f"{manifest_path}: the fingerprint does not match {SAMPLES}; re-pack")
+    return listing
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def parse_size(text: str) -> int:
+    """``"1GB"``, ``"500MB"``, ``"64MiB"``, ``"1e9"`` or a byte count → bytes (kB = 1000,
+    KiB = 1024)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([kKMGT]i?)?[bB]?\s*", text)
+    if not match:
+        raise ValueError(f"--shard-size: expected a size like 1GB, 500MB or 64MiB, got {text!r}")
+    number, unit = float(match.group(1)), match.group(2) or ""
+    powers = {"": 0, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
+    base = 1024 if unit.endswith("i") else 1000
+    size = int(number * base ** powers[unit.rstrip("i")])
+    if size < 1:
+        raise ValueError(f"--shard-size: must be at least 1 byte, got {text!r}")
+    return size
+
+
+def _member_bytes(size: int) -> int:
+    """Bytes a member of ``size`` bytes takes in a ustar archive (header + padded data)."""
+    return _TAR_BLOCK + -(-size // _TAR_BLOCK) * _TAR_BLOCK
+
+
+def _label_bytes(label: int) -> bytes:
+    return str(label).encode("ascii")
+
+
+def _plan(listing: SplitListing, order: list[int], shard_size: int) -> list[list[int]]:
+    """Consecutive runs of ``order`` whose tars stay within ``shard_size`` bytes (at least one
+    image per shard)."""
+    shards: list[list[int]] = [[]]
+    used = 0
+    for i in order:
+        need = _member_bytes(listing.sizes[i]) + _member_bytes(len(_label_bytes(listing.labels[i])))
+        if shards[-1] and used + need > shard_size:
+            shards.append([])
+            used = 0
+        shards[-1].append(i)
+        used += need
+    return shards
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """A member name → (sample key, extension), split at the first dot of the last path
+    component, as DALI's webdataset reader and its ``wds2idx`` do."""
+    dot = name.find(".", name.rfind("/") + 1)
+    return (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
+
+
+def write_index(tar_path: Path, index_path: Path) -> int:
+    """Write DALI's index (format v1.2) of ``tar_path``; returns the number of samples.
+
+    One line per sample (consecutive members with the same key): ``ext offset size name``
+    for each component, offsets where the member's data starts.
+    """
+    from dalinorm.stats.file import write_atomically
+
+    samples: list[list[tuple[str, int, int, str]]] = []
+    last = None
+    with tarfile.open(tar_path) as archive:
+        for member in archive:
+            if not member.isreg():
+                continue
+            key, ext = _split_name(member.name)
+            if not key or key.endswith("/"):
+                continue  # hidden files, as wds2idx skips them
+            if key != last:
+                samples.append([])
+                last = key
+            samples[-1].append((ext, member.offset_data, member.size, member.name))
+    if not samples:
+        raise DatasetError(f"{tar_path}: holds no sample")
+    lines = [f"v1.2 {len(samples)}"]
+    lines += [" ".join(f"{e} {o} {s} {n}" for e, o, s, n in sample) for sample in samples]
+    write_atomically(index_path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return len(samples)
+
+
+@dataclass(frozen=True)
+class PackResult:
+    out: Path
+    num_samples: int
+    num_shards: int
+    bytes: int
+    resumed_shards: int
+
+
+def _image_ext(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in IMAGE_EXTS:
+        raise DatasetError(f"{path}: cannot be packed: extension {path.suffix!r} is not one of "
+                           f"{', '.join(IMAGE_EXTS)}")
+    return ext
+
+
+def _write_tar(listing: SplitListing, members: list[int], keys: list[str], path: Path) -> list[int]:
+    """Write one tar (reproducibly: fixed owner, mode and time); return each image's data offset."""
+    offsets = []
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for i, key in zip(members, keys):
+            data = read_source(listing.source(i))
+            if len(data) != listing.sizes[i]:
+                raise DatasetError(f"{listing.files[i]}: changed size while packing "
+                                   f"({listing.sizes[i]} → {len(data)} bytes)")
+            for ext, payload in ((_image_ext(listing.files[i]), data),
+                                 ("cls", _label_bytes(listing.labels[i]))):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.mode = len(payload), 0, 0o644
+                if ext != "cls":
+                    offsets.append(archive.offset + _TAR_BLOCK)  # ustar: one header block
+                archive.addfile(info, io.BytesIO(payload))
+    return offsets
+
+
+def _read_progress(out: Path, plan_id: str) -> dict[str, int]:
+    """Finished shards of an interrupted pack of the same plan: {tar name: bytes}."""
+    path = out / PROGRESS
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != f"plan {plan_id}":
+        raise DatasetError(f"{out}: holds an unfinished pack of other data or options; finish it "
+                           "with its own command, or pack into an empty folder")
+    done = {}
+    for line in lines[1:]:
+        name, size = line.split()
+        if (out / name).is_file() and (out / name).stat().st_size == int(size):
+            done[name] = int(size)
+    return done
+
+
+def pack_split(
+    cfg: Config,
+    *,
+    split: str,
+    out: Path,
+    shard_size: int = 1_000_000_000,
+    shuffle: bool | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> PackResult:
+    """Write ``split`` as webdataset shards in ``out`` (see the module docstring).
+
+    ``shuffle`` (default: for the training split) writes the images in a random order drawn
+    from ``seed`` (default ``loader.seed``), so each tar is a random sample of the split and a
+    shuffle buffer over a few tars mixes the classes; otherwise the split's own order is kept
+    (eval through the pack then yields the same tensors in the same order as the folder).
+    Running the same command again after an interruption finishes the pack.
+    """
+    from dalinorm.stats.file import write_atomically
+
+    if cfg.data.format == "webdataset":
+        raise DatasetError("data.format: the source of `dalinorm pack` is an imagefolder or "
+                           "file_list split; this config already reads a webdataset pack")
+    listing, skipped = usable_listing(cfg, split)
+    if len(listing.classes) > 10 ** MAX_LABEL_DIGITS:
+        raise DatasetError(f"{listing.root}: {len(listing.classes)} classes; labels are limited "
+                           f"to {MAX_LABEL_DIGITS} digits")
+    for f in listing.files:
+        if "\n" in str(f) or "\t" in f.name:
+            raise DatasetError(f"{f!r}: a tab or newline in the name cannot be recorded in {SAMPLES}")
+    shuffle = cfg.is_training_split(split) if shuffle is None else shuffle
+    seed = cfg.loader.seed if seed is None else seed
+    order = (np.random.default_rng(seed).permutation(len(listing)).tolist() if shuffle
+             else list(range(len(listing))))
+    plan = _plan(listing, order, shard_size)
+    plan_id = hashlib.sha256(json.dumps(
+        [listing.fingerprint(), listing.labels, order, shard_size]).encode()).hexdigest()[:16]
+    out = Path(out)
+    if (out / MANIFEST).exists():
+        raise DatasetError(f"{out}: already holds a pack ({MANIFEST}); pack into an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    done = _read_progress(out, plan_id)
+    if not done:
+        stray = [p.name for p in out.iterdir()]
+        if stray:
+            raise DatasetError(f"{out}: is not empty ({', '.join(sorted(stray)[:3])}...); pack into "
+                               "an empty folder")
+        write_atomically(out / PROGRESS, f"plan {plan_id}\n".encode())
+    width = max(6, len(str(len(plan) - 1)))
+    key_width = max(9, len(str(len(listing) - 1)))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(listing), unit="img", desc=f"pack {split}", dynamic_ncols=True)
+    rows: list[str] = []
+    shard_entries = []
+    position = 0
+    total_bytes = 0
+    try:
+        for number, members in enumerate(plan):
+            name = f"shard-{number:0{width}d}"
+            tar, idx = out / f"{name}.tar", out / f"{name}.idx"
+            keys = [f"{position + k:0{key_width}d}" for k in range(len(members))]
+            if tar.name in done and idx.is_file():
+                offsets = _offsets_from_index(idx, len(members))
+            else:
+                partial = out / f"{name}.tar.partial"
+                try:
+                    offsets = _write_tar(listing, members, keys, partial)
+                    write_index(partial, idx)
+                    os.replace(partial, tar)
+                except BaseException:  # Ctrl-C, SIGTERM, a bad file: no half tar is left
+                    partial.unlink(missing_ok=True)
+                    raise
+                with open(out / PROGRESS, "a", encoding="utf-8") as journal:
+                    journal.write(f"{tar.name} {tar.stat().st_size}\n")
+            size = tar.stat().st_size
+            total_bytes += size
+            shard_entries.append({"tar": tar.name, "index": idx.name, "samples": len(members),
+                                  "bytes": size})
+            for i, key, offset in zip(members, keys, offsets):
+                rel = listing.files[i].relative_to(listing.root).as_posix()
+                rows.append(f"{key}\t{number}\t{offset}\t{listing.sizes[i]}\t{listing.labels[i]}\t{rel}")
+            position += len(members)
+            if bar:
+                bar.update(len(members))
+                bar.set_postfix(shards=f"{number + 1}/{len(plan)}")
+    finally:
+        if bar:
+            bar.close()
+    samples = ("# key\tshard\toffset\tsize\tlabel\tpath\n" + "\n".join(rows) + "\n").encode(
+        "utf-8", "surrogateescape")
+    write_atomically(out / SAMPLES, samples)
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "split": split,
+        "source": str(listing.root),
+        "source_format": cfg.data.format,
+        "skipped_files": skipped,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "order": "shuffled" if shuffle else "listed",
+        "seed": seed if shuffle else None,
+        "shard_size": shard_size,
+        "num_samples": len(listing),
+        "num_shards": len(plan),
+        "classes": list(listing.classes),
+        "fingerprint": listing.fingerprint(),
+        "samples_sha256": "sha256:" + hashlib.sha256(samples).hexdigest(),
+        "shards": shard_entries,
+    }
+    write_atomically(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+    (out / PROGRESS).unlink()
+    resumed = sum(1 for e in shard_entries if e["tar"] in done)
+    log.info("packed %d images into %d shards (%.1f MB) in %s%s", len(listing), len(plan),
+             total_bytes / 1e6, out, f", {resumed} shards kept from an earlier run" if resumed else "")
+    return PackResult(out, len(listing), len(plan), total_bytes, resumed)
+
+
+def _offsets_from_index(idx: Path, expected: int) -> list[int]:
+    """Image data offsets of a finished shard, from its index file."""
+    lines = idx.read_text(encoding="utf-8").splitlines()[1:]
+    offsets = []
+    for line in lines:
+        fields = line.split()
+        for k in range(0, len(fields), 4):
+            if fields[k] in IMAGE_EXTS:
+                offsets.append(int(fields[k + 1]))
+    if len(offsets) != expected:
+        raise DatasetError(f"{idx}: {len(offsets)} images, expected {expected}; delete the shard "
+                           "and run the pack again")
+    return offsets
