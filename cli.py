@@ -226,7 +226,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     cfg = _load(args)
     shuffle = None if args.order == "auto" else args.order == "shuffled"
     result = pack_split(cfg, split=args.split, out=Path(args.out), shard_size=args.shard_size,
-                        shuffle=shuffle, seed=args.seed, progress=True)
+                        num_shards=args.num_shards, shuffle=shuffle, seed=args.seed, progress=True)
     kept = f" ({result.resumed_shards} kept from the interrupted run)" if result.resumed_shards else ""
     print(f"{result.out}: {result.num_samples} images in {result.num_shards} shards, "
           f"{result.bytes / 1e6:,.1f} MB{kept}")
@@ -313,8 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "folder under data.root")
     p.add_argument("--out", required=True, metavar="DIR", help="empty folder for the shards (or the "
                                                                "folder of an interrupted pack, to resume)")
-    p.add_argument("--shard-size", type=_size_arg, default=1_000_000_000, metavar="SIZE",
-                   help="largest tar shard, e.g. 1GB (default), 500MB, 64MiB")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--shard-size", type=_size_arg, default=1_000_000_000, metavar="SIZE",
+                      help="largest tar shard, e.g. 1GB (default), 500MB, 64MiB")
+    size.add_argument("--num-shards", type=_positive_int, default=None, metavar="N",
+                      help="exactly N tars of equal image counts instead (a multiple of the world "
+                           "size gives every rank the same number of images)")
     p.add_argument("--order", choices=("auto", "shuffled", "listed"), default="auto",
                    help="image order in the shards: shuffled for the training split, the split's "
                         "own order otherwise (auto, default)")

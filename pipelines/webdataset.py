@@ -158,9 +158,16 @@ def _label_bytes(label: int) -> bytes:
     return str(label).encode("ascii")
 
 
-def _plan(listing: SplitListing, order: list[int], shard_size: int) -> list[list[int]]:
-    """Consecutive runs of ``order`` whose tars stay within ``shard_size`` bytes (at least one
-    image per shard)."""
+def _plan(listing: SplitListing, order: list[int], shard_size: int,
+          num_shards: int | None = None) -> list[list[int]]:
+    """Consecutive runs of ``order``: ``num_shards`` runs of equal image counts (±1), or runs
+    whose tars stay within ``shard_size`` bytes (at least one image per shard)."""
+    if num_shards is not None:
+        if not 1 <= num_shards <= len(order):
+            raise DatasetError(f"--num-shards: {num_shards} shards for {len(order)} images; expected "
+                               f"1 to {len(order)}")
+        return [order[k * len(order) // num_shards:(k + 1) * len(order) // num_shards]
+                for k in range(num_shards)]
     shards: list[list[int]] = [[]]
     used = 0
     for i in order:
@@ -268,6 +275,7 @@ def pack_split(
     split: str,
     out: Path,
     shard_size: int = 1_000_000_000,
+    num_shards: int | None = None,
     shuffle: bool | None = None,
     seed: int | None = None,
     progress: bool = False,
@@ -278,6 +286,8 @@ def pack_split(
     from ``seed`` (default ``loader.seed``), so each tar is a random sample of the split and a
     shuffle buffer over a few tars mixes the classes; otherwise the split's own order is kept
     (eval through the pack then yields the same tensors in the same order as the folder).
+    ``num_shards`` replaces the byte limit with that many tars of equal image counts (±1):
+    a multiple of the world size gives every rank the same number of images.
     Running the same command again after an interruption finishes the pack.
     """
     from dalinorm.stats.file import write_atomically
@@ -296,9 +306,9 @@ def pack_split(
     seed = cfg.loader.seed if seed is None else seed
     order = (np.random.default_rng(seed).permutation(len(listing)).tolist() if shuffle
              else list(range(len(listing))))
-    plan = _plan(listing, order, shard_size)
+    plan = _plan(listing, order, shard_size, num_shards)
     plan_id = hashlib.sha256(json.dumps(
-        [listing.fingerprint(), listing.labels, order, shard_size]).encode()).hexdigest()[:16]
+        [listing.fingerprint(), listing.labels, [len(p) for p in plan], order]).encode()).hexdigest()[:16]
     out = Path(out)
     if (out / MANIFEST).exists():
         raise DatasetError(f"{out}: already holds a pack ({MANIFEST}); pack into an empty folder")
@@ -366,7 +376,7 @@ def pack_split(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "order": "shuffled" if shuffle else "listed",
         "seed": seed if shuffle else None,
-        "shard_size": shard_size,
+        "shard_size": None if num_shards else shard_size,
         "num_samples": len(listing),
         "num_shards": len(plan),
         "classes": list(listing.classes),

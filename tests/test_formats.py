@@ -313,3 +313,14 @@ def test_cli_pack_then_train_from_the_pack(colour_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["pack", str(config), "--out", str(tmp_path / "x"), "--shard-size", "lots"])
     assert "expected a size like 1GB" in capsys.readouterr().err
+
+
+def test_num_shards_gives_every_rank_the_same_count(colour_data, tmp_path):
+    train, _ = colour_data
+    result = pack_split(make_config(train.root), split="train", out=tmp_path / "train", num_shards=6)
+    listing = read_pack(tmp_path / "train")
+    assert result.num_shards == 6 and {s.count for s in listing.shards} == {6, 7}  # 37 = 5·6 + 7
+    counts = [b - a for a, b in (listing.rank_block(r, 3) for r in range(3))]
+    assert sum(counts) == 37 and max(counts) - min(counts) <= 1
+    with pytest.raises(DatasetError, match="--num-shards: 38 shards for 37 images"):
+        pack_split(make_config(train.root), split="train", out=tmp_path / "x", num_shards=38)

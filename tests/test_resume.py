@@ -77,3 +77,18 @@ def test_state_saved_right_after_a_restore_still_resumes(colour_data):
     third = DaliLoader(cfg, "train")
     third.load_state_dict(second.state_dict())  # saved again before reading anything
     assert read(third, 5) == whole[4:]
+
+
+def test_resume_over_a_webdataset_pack_is_exact(colour_data, tmp_path):
+    """The shuffle buffer's state travels in DALI's checkpoint too."""
+    from dalinorm.pipelines.webdataset import pack_split
+
+    train, _ = colour_data
+    pack_split(make_config(train.root), split="train", out=tmp_path / "train", shard_size=20_000)
+    cfg = make_config(tmp_path, "data.format=webdataset", "data.shuffle_buffer=6")
+    whole = read(DaliLoader(cfg, "train"), 17)
+    first = DaliLoader(cfg, "train")
+    head = read(first, 9)
+    resumed = DaliLoader(cfg, "train")
+    resumed.load_state_dict(pickle.loads(pickle.dumps(first.state_dict())))
+    assert head + read(resumed, 8) == whole
