@@ -134,10 +134,11 @@ class LoaderConfig:
     seed: int = 0
     prefetch: int = 2
     drop_last: bool = True
-    # pil: resize as PIL/torchvision do (two passes, rounded between; matches to ~0.001 uint8
-    # level, about twice the CPU cost of train-path resizing); fast: one DALI 2-D resize
-    # (≈0.17 level mean difference, max 1–2 levels). See docs/PARITY.md.
-    resize: Literal["pil", "fast"] = "pil"
+    # pil: resize as PIL/torchvision do: on the CPU Pillow's own fixed-point arithmetic (a
+    # numba operator, bit-identical), on the GPU as pil_dali; pil_dali: PIL's two passes with
+    # DALI's resize (≈0.002–0.03 uint8 level, edges up to 14); fast: one DALI 2-D resize
+    # (≈0.17 level mean). See docs/PARITY.md.
+    resize: Literal["pil", "pil_dali", "fast"] = "pil"
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

@@ -174,9 +174,20 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
             num_attempts=10,
             adjust_orientation=cfg.data.exif == "apply",
         )
-        images = _resize(cfg, images, out_h=cfg.train.size, out_w=cfg.train.size)
-        mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-        images = _normalize(images, cfg, normalization, mirror=mirror)
+        size = cfg.train.size
+        if _exact_resize(cfg, spec) and cfg.output.dtype == "float32":
+            # resize, mirror and normalize in one pass over the output (the CPU's hot path)
+            from dalinorm.pipelines.resample import pil_resize_numba
+
+            mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+            mean, std = dali_mean_std(normalization)
+            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+            images = pil_resize_numba(images, out_h=size, out_w=size,
+                                      normalize=(mean, std, layout, mirror))
+        else:
+            images = _resize(cfg, spec, images, out_h=size, out_w=size)
+            mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+            images = _normalize(images, cfg, normalization, mirror=mirror)
         pipe.set_outputs(images, _labels(labels, spec))
     return pipe
 
@@ -198,9 +209,26 @@ def _round_half_up(images):
     return fn.cast(images + _TIE_OFFSET, dtype=types.UINT8)
 
 
-def _resize(cfg: Config, images, **window):
-    """The resize ``loader.resize`` selects: :func:`pil_resize` or :func:`fast_resize`."""
-    return (pil_resize if cfg.loader.resize == "pil" else fast_resize)(images, **window)
+def _exact_resize(cfg: Config, spec: GraphSpec) -> bool:
+    """``loader.resize: pil`` on the CPU: Pillow's arithmetic itself (a numba operator,
+    :mod:`dalinorm.pipelines.resample`). On the GPU, ``pil`` is :func:`pil_resize`."""
+    return cfg.loader.resize == "pil" and spec.device_id is None
+
+
+def _resize(cfg: Config, spec: GraphSpec, images, **window):
+    """The resize ``loader.resize`` selects: ``pil`` (exact on the CPU, :func:`pil_resize` on
+    the GPU), ``pil_dali`` (:func:`pil_resize` on both) or ``fast`` (:func:`fast_resize`)."""
+    if _exact_resize(cfg, spec):
+        from dalinorm.pipelines.resample import pil_resize_numba
+
+        fn, _, types, _ = _dali()
+        geometry = None
+        if window.get("full_h") is not None:
+            geometry = fn.cast(fn.stack(window["full_h"], window["full_w"], window["top"],
+                                        window["left"]), dtype=types.INT32)
+        return pil_resize_numba(images, out_h=window["out_h"], out_w=window["out_w"],
+                                geometry=geometry)
+    return (fast_resize if cfg.loader.resize == "fast" else pil_resize)(images, **window)
 
 
 def fast_resize(images, *, out_h: int, out_w: int, full_h=None, full_w=None, top=None, left=None):
@@ -282,15 +310,15 @@ def _torchvision_eval_geometry(shape, resize_shorter: int, crop: int):
                  for v in (new_h, new_w, anchor(new_h), anchor(new_w)))
 
 
-def _eval_resize(jpegs, images, cfg: Config, exif: bool):
+def _eval_resize(jpegs, images, cfg: Config, spec: GraphSpec, exif: bool):
     """torchvision's Resize(resize_shorter) + CenterCrop(crop): the crop×crop uint8 window."""
     fn, _, types, _ = _dali()
     shape = fn.peek_image_shape(jpegs, adjust_orientation=exif, dtype=types.INT32)
     new_h, new_w, top, left = _torchvision_eval_geometry(
         shape, cfg.eval.resize_shorter, cfg.eval.crop
     )
-    return _resize(cfg, images, out_h=cfg.eval.crop, out_w=cfg.eval.crop,
-                      full_h=new_h, full_w=new_w, top=top, left=left)
+    return _resize(cfg, spec, images, out_h=cfg.eval.crop, out_w=cfg.eval.crop,
+                   full_h=new_h, full_w=new_w, top=top, left=left)
 
 
 def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
@@ -304,7 +332,7 @@ def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
         jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
     )
     if eval_geometry:
-        images = _eval_resize(jpegs, images, cfg, exif)
+        images = _eval_resize(jpegs, images, cfg, spec, exif)
     return images, labels
 
 

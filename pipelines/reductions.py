@@ -72,11 +72,14 @@ def reduce_images(images, reducer: str) -> list:
 
     flat = fn.reshape(images, shape=[-1, 3])  # one reduction axis: faster on DALI's CPU backend
     if reducer == "histogram":
-        from nvidia.dali.plugin.numba.fn.experimental import numba_function
+        from nvidia.dali.plugin.numba import NumbaFunction
 
-        return [numba_function(flat, run_fn=_histogram_run, setup_fn=_histogram_setup,
-                               out_types=[types.UINT32], in_types=[types.UINT8], outs_ndim=[2],
-                               ins_ndim=[2], batch_processing=False)]
+        from dalinorm.pipelines.resample import numba_operator
+
+        op = numba_operator("histogram", lambda: NumbaFunction(
+            run_fn=_histogram_run, setup_fn=_histogram_setup, out_types=[types.UINT32],
+            in_types=[types.UINT8], outs_ndim=[2], ins_ndim=[2], batch_processing=False))
+        return [op(flat)]
     sums = fn.reductions.sum(flat, axes=[0], dtype=types.UINT64)
     squares = fn.lookup_table(flat, keys=list(range(256)), values=_SQUARES, dtype=types.UINT16)
     squares = fn.reductions.sum(squares, axes=[0], dtype=types.UINT64)
