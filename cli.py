@@ -31,9 +31,10 @@ def _add_config_args(parser: argparse.ArgumentParser, *, optional: bool = False)
                             help="YAML config (default: the shipped configs/sample.yaml)")
     else:
         parser.add_argument("config", help="YAML config file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set loader.batch_size=64 (repeatable; "
-                             "the value is parsed as YAML)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                        metavar="KEY=VALUE",
+                        help="override config values, e.g. --set loader.batch_size=64 loader.seed=1 "
+                             "(repeatable; each value is parsed as YAML)")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -232,7 +233,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
           f"{result.bytes / 1e6:,.1f} MB{kept}")
     key = "val" if args.split in ("val", cfg.data.val) else "train"
     print(f"read it with: --set data.format=webdataset data.root={result.out.parent.resolve()} "
-          f"data.{key}={result.out.name}")
+          f"data.{key}={result.out.name}")  # --set takes several KEY=VALUE
     return 0
 
 

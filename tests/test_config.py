@@ -178,12 +178,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_validate_prints_resolved_yaml():
-    proc = run_cli("validate", str(REPO / "configs" / "sample.yaml"), "--set", "loader.batch_size=3")
+    proc = run_cli("validate", str(REPO / "configs" / "sample.yaml"), "--set", "loader.batch_size=3",
+                   "loader.seed=5", "--set", "train.hflip=0.25")  # several values per --set
     assert proc.returncode == 0, proc.stderr
     import yaml
 
     tree = yaml.safe_load(proc.stdout)
-    assert tree["loader"]["batch_size"] == 3
+    assert tree["loader"]["batch_size"] == 3 and tree["loader"]["seed"] == 5
+    assert tree["train"]["hflip"] == 0.25
     assert Path(tree["data"]["root"]) == REPO / "sample_data"
 
 
