@@ -31,10 +31,9 @@ def _add_config_args(parser: argparse.ArgumentParser, *, optional: bool = False)
                             help="YAML config (default: the shipped configs/sample.yaml)")
     else:
         parser.add_argument("config", help="YAML config file")
-    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
-                        metavar="KEY=VALUE",
-                        help="override config values, e.g. --set loader.batch_size=64 loader.seed=1 "
-                             "(repeatable; each value is parsed as YAML)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set loader.batch_size=64 (repeatable; "
+                             "the value is parsed as YAML)")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -200,7 +199,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     reports = [check_split(cfg, split, progress=True) for split in splits]
     for report in reports:
         for bad in report.bad:
-            print(f"{bad.path}: {bad.reason}")
+            print(bad)
         print(f"{report.split}: {len(report.listing)} files, {len(report.good)} good, "
               f"{len(report.bad)} bad ({report.listing.root})")
     if args.write_list:
@@ -232,8 +231,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     print(f"{result.out}: {result.num_samples} images in {result.num_shards} shards, "
           f"{result.bytes / 1e6:,.1f} MB{kept}")
     key = "val" if args.split in ("val", cfg.data.val) else "train"
-    print(f"read it with: --set data.format=webdataset data.root={result.out.parent.resolve()} "
-          f"data.{key}={result.out.name}")  # --set takes several KEY=VALUE
+    print(f"read it with: --set data.format=webdataset --set data.root={result.out.parent.resolve()} "
+          f"--set data.{key}={result.out.name}")
     return 0
 
 

@@ -255,6 +255,7 @@ def run_bench(
     report = {
         "config": str(cfg.source_path),
         "split": split,
+        "format": cfg.data.format,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "cores": os.cpu_count(),
         "batch_size": cfg.loader.batch_size,
@@ -326,7 +327,7 @@ def memory_profile(cfg: Config, split: str, backend: str, epochs: int, workers: 
 
 def format_table(report: dict) -> str:
     lines = [
-        f"{report['split']} split, device {report['device']}, {report['cores']} cores, batch "
+        f"{report['split']} split ({report.get('format', 'imagefolder')}), device {report['device']}, {report['cores']} cores, batch "
         f"{report['batch_size']}, DALI threads {report['dali_threads']}, torchvision workers "
         f"{report['torchvision_workers']}",
         f"{'path':<14}{'img/s median':>13}{'(min-max)':>17}{'CPU ms/img':>12}{'peak PSS MiB':>14}{'of floor':>10}",

@@ -33,6 +33,7 @@ from dalinorm.pipelines.graphs import (
     build_eval_pipeline,
     build_train_pipeline,
     explain_pipeline_error,
+    pipeline_batches,
     prefetch_depth,
 )
 from dalinorm.pipelines.normalize import Normalization, resolve_normalization
@@ -80,8 +81,8 @@ class DaliLoader:
         self.batch_size = cfg.loader.batch_size
         self.drop_last = cfg.loader.drop_last if self.training else False
         n = len(self.listing)
-        if self.listing.packed:
-            self.listing.rank_block(0, self.world_size)  # names the problem if tars < ranks
+        if self.listing.packed and self.training:
+            self.listing.tar_block(0, self.world_size)  # names the problem if tars < ranks
         if n < self.world_size:
             raise DatasetError(
                 f"data.{split}: {n} images cannot be sharded across {self.world_size} ranks "
@@ -89,9 +90,10 @@ class DaliLoader:
             )
         self._batches, self.epoch_size = self._epoch_geometry(n)
         if self.training and self._batches == 0:
+            smallest = min(self._train_counts) if self.listing.packed else n // self.world_size
             raise ConfigError(
                 "loader.batch_size",
-                f"{self.batch_size} is larger than the {n // self.world_size} training images per "
+                f"{self.batch_size} is larger than the {smallest} training images of the smallest "
                 "rank, so drop_last leaves no batch; lower it or set loader.drop_last: false",
             )
         self._pipeline = self._build_pipeline()
@@ -128,9 +130,10 @@ class DaliLoader:
             self._last_size = n - (self._pipeline_batches - 1) * bs
             return self._pipeline_batches, n
         start, end = self.listing.rank_block(self.rank, self.world_size)
-        self._pipeline_batches = math.ceil((end - start) / bs)
-        self._last_size = (end - start) - (self._pipeline_batches - 1) * bs
-        return self._pipeline_batches, end - start
+        self._pipeline_batches = pipeline_batches(self.listing, self.rank, self.world_size, bs)
+        batches = math.ceil((end - start) / bs)
+        self._last_size = (end - start) - (batches - 1) * bs
+        return batches, end - start
 
     def _packed_train_geometry(self) -> tuple[int, int]:
         """A pack is split at shard granularity, so ranks can hold different image counts; the
@@ -138,7 +141,7 @@ class DaliLoader:
         tars (a padded last batch), and what lies beyond the common step count is not read in
         that epoch: a different remainder every epoch, since the shuffle buffer reorders."""
         bs, world = self.batch_size, self.world_size
-        counts = [b - a for a, b in (self.listing.rank_block(r, world) for r in range(world))]
+        counts = [b - a for a, b in (self.listing.tar_block(r, world) for r in range(world))]
         own = counts[self.rank]
         self._pipeline_batches = math.ceil(own / bs)
         if self.drop_last:
@@ -148,21 +151,22 @@ class DaliLoader:
         else:
             batches = self._pipeline_batches
         self._last_size = bs if (self.drop_last or world > 1) else own - (batches - 1) * bs
-        unseen = own - min(own, batches * bs)
-        if unseen and world > 1 and self.rank == 0:
+        self._train_counts = counts
+        if world > 1 and self.rank == 0 and max(counts) > batches * bs:
             log.warning(
                 "DaliLoader(train): the pack's %d tar shards give ranks %d to %d images; with equal "
-                "steps (%d batches of %d) up to %d images per rank are not read each epoch (a "
-                "different subset every epoch). More, smaller shards narrow the gap (docs/FORMATS.md)",
+                "steps (%d batches of %d) up to %d images per rank are decoded but not delivered "
+                "each epoch (a different subset every epoch). Re-pack with --num-shards a multiple "
+                "of the world size to remove the gap (docs/FORMATS.md)",
                 len(self.listing.shards), min(counts), max(counts), batches, bs,
-                max(counts) - min(max(counts), batches * bs))
+                max(counts) - batches * bs)
         samples = batches * bs if (self.drop_last or world > 1) else own
         return batches, samples
 
     def _build_pipeline(self, checkpoint: str | None = None):
         n = len(self.listing)
         if self.training and self.listing.packed:
-            start, end = self.listing.rank_block(self.rank, self.world_size)
+            start, end = self.listing.tar_block(self.rank, self.world_size)
             spec = GraphSpec.for_block(
                 self.listing, start, end,
                 device_id=self.device_id,
@@ -189,9 +193,8 @@ class DaliLoader:
                 checkpointing=True,
             )
             return build_train_pipeline(self.cfg, spec, self.normalization)
-        start, end = self.listing.rank_block(self.rank, self.world_size)
-        spec = GraphSpec.for_block(self.listing, start, end, device_id=self.device_id,
-                                   seed=self.cfg.loader.seed)
+        spec = GraphSpec.for_rank(self.listing, self.rank, self.world_size,
+                                  device_id=self.device_id, seed=self.cfg.loader.seed)
         return build_eval_pipeline(self.cfg, spec, self.normalization)
 
     # ------------------------------------------------------------------ iteration
@@ -215,7 +218,7 @@ class DaliLoader:
         if self._pipeline is None:
             raise RuntimeError("this DaliLoader was closed")
         if self._feed is None:
-            self._feed = _PipelineFeed(self._pipeline, self.device_id)
+            self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing)
         if self._consumed == self._pipeline_batches:
             self._consumed = 0  # the previous epoch was read to its end
         if self._consumed and not self._resuming:
@@ -268,17 +271,22 @@ class DaliLoader:
             "world_size": self.world_size,
             "seed": self.cfg.loader.seed,
             "fingerprint": self.listing.fingerprint(),
+            "format": self.cfg.data.format,
+            "pack": self.listing.pack_id,  # the reader's position means nothing in another layout
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state`` (from :meth:`state_dict`): the next iteration yields exactly
         the batches the interrupted run would have yielded next."""
         expected = {"rank": self.rank, "world_size": self.world_size, "seed": self.cfg.loader.seed,
-                    "fingerprint": self.listing.fingerprint()}
+                    "fingerprint": self.listing.fingerprint(), "format": self.cfg.data.format,
+                    "pack": self.listing.pack_id}
+        written_before_packs = {"format": "imagefolder", "pack": ""}  # states without these keys
         for key, value in expected.items():
-            if state.get(key) != value:
-                raise ValueError(f"loader state: {key} is {state.get(key)!r} in the checkpoint but "
-                                 f"{value!r} here; resume with the same data, seed and ranks")
+            saved = state.get(key, written_before_packs.get(key))
+            if saved != value:
+                raise ValueError(f"loader state: {key} is {saved!r} in the checkpoint but "
+                                 f"{value!r} here; resume with the same data, layout, seed and ranks")
         self._pipeline = self._build_pipeline(checkpoint=state["dali_checkpoint"])
         self._initial_checkpoint = state["dali_checkpoint"]
         self._feed = None
@@ -301,11 +309,12 @@ class _PipelineFeed:
     """Runs a built pipeline with its prefetch queue kept full, batch after batch across
     epochs, and hands each batch over as torch tensors on the pipeline's device."""
 
-    def __init__(self, pipe, device_id: int | None) -> None:
+    def __init__(self, pipe, device_id: int | None, listing=None) -> None:
         import torch
         from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
 
         self._pipe = pipe
+        self._listing = listing  # names an image of a pack in errors
         self._feed_ndarray = feed_ndarray
         self._to_torch_type = to_torch_type
         self._device = torch.device("cpu") if device_id is None else torch.device("cuda", device_id)
@@ -314,7 +323,7 @@ class _PipelineFeed:
             for _ in range(prefetch_depth(pipe)):
                 pipe.schedule_run()
         except RuntimeError as err:
-            raise explain_pipeline_error(err) from err
+            raise explain_pipeline_error(err, self._listing) from err
 
     def next(self):
         import torch
@@ -323,7 +332,7 @@ class _PipelineFeed:
             outputs = self._pipe.outputs()
             self._pipe.schedule_run()
         except RuntimeError as err:
-            raise explain_pipeline_error(err) from err
+            raise explain_pipeline_error(err, self._listing) from err
         stream = torch.cuda.current_stream(self._device) if self._device.type == "cuda" else None
         tensors = []
         for output in outputs:

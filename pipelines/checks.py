@@ -54,6 +54,10 @@ _MAGIC = (
 class BadFile:
     path: Path
     reason: str
+    where: str = ""  # in a pack: the tar and position, with the original path
+
+    def __str__(self) -> str:
+        return f"{self.where or self.path}: {self.reason}"
 
 
 @dataclass
@@ -193,8 +197,10 @@ def _decode_reason(source, err: Exception) -> str:
     return "cannot be decoded by DALI: " + (lines[-1] if lines else "decoder error")
 
 
-def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, desc: str) -> list[BadFile]:
-    """Every unusable image among ``sources`` (reported under ``names``), with its reason."""
+def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, desc: str,
+           where=None) -> list[BadFile]:
+    """Every unusable image among ``sources`` (reported under ``names``, and ``where(i)`` if
+    given), with its reason."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -223,7 +229,7 @@ def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, des
             bar.update(len(chunk))
     if bar:
         bar.close()
-    return [BadFile(names[i], bad[i]) for i in sorted(bad)]
+    return [BadFile(names[i], bad[i], where(i) if where else "") for i in sorted(bad)]
 
 
 def check_files(files: list[Path], cfg: Config, *, progress: bool = False,
@@ -238,7 +244,8 @@ def check_split(cfg: Config, split: str, *, progress: bool = False) -> CheckRepo
     listing = list_split(cfg, split)
     sources = [listing.source(i) for i in range(len(listing))]
     return CheckReport(split, listing, _check(list(listing.files), sources, cfg, progress=progress,
-                                              desc=f"check {split}"))
+                                              desc=f"check {split}",
+                                              where=listing.describe if listing.packed else None))
 
 
 def format_checked_list(reports: Iterable[CheckReport], root: Path) -> str:

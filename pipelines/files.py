@@ -71,6 +71,7 @@ class SplitListing:
     sizes: tuple[int, ...]  # bytes; -1 where the file cannot be stat()ed (a broken link)
     shards: tuple[TarShard, ...] = ()
     offsets: tuple[int, ...] = ()
+    pack_id: str = ""  # a pack's samples.tsv sha256: which layout of the images this is
 
     def __len__(self) -> int:
         return len(self.files)
@@ -105,14 +106,13 @@ class SplitListing:
         return f"{shard.path}[{i - shard.start}] ({self.files[i].relative_to(self.root).as_posix()})"
 
     def rank_block(self, rank: int, world_size: int) -> tuple[int, int]:
-        """[start, end) of the images ``rank`` reads when each rank reads one block.
+        """[start, end) of the images ``rank`` reads in order (eval, stats): blocks of sizes
+        differing by at most one, as DALI's readers split a dataset (also in a pack)."""
+        return shard_bounds(len(self), rank, world_size)
 
-        Files: blocks of sizes differing by at most one (as DALI's readers split). A pack is
-        split at shard granularity: each rank gets whole, consecutive tars, the boundaries
-        chosen as close to equal image counts as the shards allow.
-        """
-        if not self.packed:
-            return shard_bounds(len(self), rank, world_size)
+    def tar_block(self, rank: int, world_size: int) -> tuple[int, int]:
+        """[start, end) of the images ``rank`` trains on in a pack: whole, consecutive tars,
+        the boundaries at the tar edges nearest an equal split (every rank one tar at least)."""
         return _tar_bounds([s.count for s in self.shards], rank, world_size)
 
     def shards_in(self, start: int, end: int) -> tuple[TarShard, ...]:
@@ -139,8 +139,12 @@ class SplitListing:
 
     def fingerprint(self) -> str:
         """sha256 over the sorted relative paths and sizes: changes when a file is added,
-        removed, renamed or rewritten with another size."""
-        return fingerprint_of(self.file_list())
+        removed, renamed or rewritten with another size. Computed once per listing."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            cached = fingerprint_of(self.file_list())
+            object.__setattr__(self, "_fingerprint", cached)  # a cache, not state: frozen is fine
+        return cached
 
 
 def fingerprint_of(file_list: str) -> str:
@@ -312,18 +316,27 @@ def _tar_bounds(counts: list[int], rank: int, world_size: int) -> tuple[int, int
     (every rank at least one tar)."""
     if world_size > len(counts):
         raise DatasetError(f"a pack of {len(counts)} tar shards cannot be split across {world_size} "
-                           "ranks at shard granularity; re-pack with a smaller --shard-size")
+                           "ranks at shard granularity; re-pack with more shards (--num-shards, "
+                           "or a smaller --shard-size)")
+    starts, cuts = _tar_cuts(tuple(counts), world_size)
+    return starts[cuts[rank]], starts[cuts[rank + 1]]
+
+
+@functools.lru_cache(maxsize=8)
+def _tar_cuts(counts: tuple[int, ...], world_size: int) -> tuple[list[int], list[int]]:
+    """(first image of each tar + the total, first tar of each rank + the tar count)."""
     starts = [0]
     for count in counts:
         starts.append(starts[-1] + count)
-    total = starts[-1]
     cuts = [0]
     for r in range(1, world_size):
-        target = r * total / world_size
-        lo, hi = cuts[-1] + 1, len(counts) - (world_size - r)  # leave a tar for every later rank
-        cuts.append(min(range(lo, hi + 1), key=lambda k: (abs(starts[k] - target), k)))
+        target = r * starts[-1] / world_size
+        k = bisect.bisect_left(starts, target)
+        nearest = min((k - 1, k), key=lambda i: (abs(starts[i] - target), i)) if k > 0 else k
+        # after the previous boundary, and leaving a tar for every later rank
+        cuts.append(min(max(nearest, cuts[-1] + 1), len(counts) - (world_size - r)))
     cuts.append(len(counts))
-    return starts[cuts[rank]], starts[cuts[rank + 1]]
+    return starts, cuts
 
 
 def shard_bounds(num_samples: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -9,6 +9,7 @@ runs where its input lives. ``device_id=None`` makes the pipeline CPU-only.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "build_stats_pipeline",
     "build_train_pipeline",
     "explain_pipeline_error",
+    "pipeline_batches",
     "prefetch_depth",
     "run_batches",
 ]
@@ -67,13 +69,24 @@ class GraphSpec:
     @classmethod
     def for_block(cls, listing, start: int, end: int, **kwargs) -> "GraphSpec":
         """A spec reading images [start, end) of a :class:`SplitListing`: those files, or
-        the tars that hold them (a block of :meth:`SplitListing.rank_block`)."""
+        the whole tars that hold them (a pack's :meth:`SplitListing.tar_block`)."""
         if listing.packed:
             shards = listing.shards_in(start, end)
             return cls(files=(), labels=(), tars=[str(s.path) for s in shards],
                        indexes=[str(s.index) for s in shards], **kwargs)
         return cls(files=[str(f) for f in listing.files[start:end]],
                    labels=list(listing.labels[start:end]), **kwargs)
+
+    @classmethod
+    def for_rank(cls, listing, rank: int, world_size: int, **kwargs) -> "GraphSpec":
+        """A spec reading ``rank``'s :meth:`SplitListing.rank_block` in order (eval, stats):
+        those files; in a pack, every tar with DALI's reader sharding (the same blocks,
+        each padded to the largest block's batch count: :func:`pipeline_batches`)."""
+        if listing.packed and world_size > 1:
+            return cls(files=(), labels=(), tars=[str(s.path) for s in listing.shards],
+                       indexes=[str(s.index) for s in listing.shards], shard_id=rank,
+                       num_shards=world_size, **kwargs)
+        return cls.for_block(listing, *listing.rank_block(rank, world_size), **kwargs)
 
     @property
     def decode_device(self) -> str:
@@ -129,7 +142,8 @@ def _read(spec: GraphSpec, *, shuffle: bool):
         encoded, cls = fn.readers.webdataset(
             paths=list(spec.tars), index_paths=list(spec.indexes), ext=[";".join(IMAGE_EXTS), "cls"],
             missing_component_behavior="error", pad_last_batch=True, random_shuffle=shuffle,
-            initial_fill=spec.shuffle_buffer, name=READER_NAME,
+            initial_fill=spec.shuffle_buffer, shard_id=spec.shard_id, num_shards=spec.num_shards,
+            stick_to_shard=True, name=READER_NAME,
         )
         return encoded, _parse_cls(cls)
     extra = dict(shard_id=spec.shard_id, num_shards=spec.num_shards,
@@ -377,6 +391,15 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
     return pipe
 
 
+def pipeline_batches(listing, rank: int, world_size: int, batch_size: int) -> int:
+    """Batches per epoch of a :meth:`GraphSpec.for_rank` pipeline: the rank's own block,
+    or, with DALI's sharding of a pack, the largest block's (DALI pads every shard to it)."""
+    if listing.packed and world_size > 1:
+        return math.ceil(math.ceil(len(listing) / world_size) / batch_size)
+    start, end = listing.rank_block(rank, world_size)
+    return math.ceil((end - start) / batch_size)
+
+
 def prefetch_depth(pipe) -> int:
     """How many runs a pipeline can have scheduled ahead (separated CPU/GPU queues: the larger)."""
     depth = pipe.prefetch_queue_depth
@@ -404,21 +427,43 @@ _FILE_IN_ERROR = re.compile(r"(?:Failed to decode sample #\d+ : |File mapping fa
                             r"Could not open file |Failed to open file )(?P<path>[^\n]+?)\s*$", re.M)
 
 
-def explain_pipeline_error(err: Exception) -> DatasetError:
+def explain_pipeline_error(err: Exception, listing=None) -> DatasetError:
     """A one-line :class:`DatasetError` naming the file behind a DALI runtime error.
 
     DALI names the file for decode and mapping failures ("Failed to decode sample #3 :
-    /data/x.jpg"); where it does not, the message says how to find the file.
+    /data/x.jpg"; in a pack "/packs/train/shard-000004.tar:512:000000004.jpg", which
+    ``listing`` turns back into the image's original path); where it does not, the message
+    says how to find the file.
     """
     text = str(err)
     match = _FILE_IN_ERROR.search(text)
     lines = [l.strip() for l in text.splitlines()
              if l.strip() and "no longer valid" not in l and not l.startswith(("C++ context", "File \""))]
     detail = lines[-1] if lines else type(err).__name__
-    hint = ("run `dalinorm check-data CONFIG` to list every unusable file, then set "
+    packed = listing is not None and listing.packed
+    hint = ("run `dalinorm check-data CONFIG` to list every unusable image, then re-pack from the "
+            "source with data.on_bad_file: skip and check-data's --write-list" if packed else
+            "run `dalinorm check-data CONFIG` to list every unusable file, then set "
             "data.on_bad_file: skip with its --write-list")
     if match:
         path = match.group("path")
         detail = detail.replace(path, "").rstrip(" :") or "decoder error"
+        if packed:
+            path = _describe_member(listing, path)
         return DatasetError(f"{path}: cannot be read or decoded mid-run ({detail}); {hint}")
     return DatasetError(f"a file could not be read or decoded mid-run ({detail}); {hint}")
+
+
+def _describe_member(listing, source_info: str) -> str:
+    """'<tar>:<data offset>:<member>' (DALI's source info in a pack) → the listing's
+    description of that image, with its original path; unchanged if it is not found."""
+    tar, _, rest = source_info.rpartition(".tar:")
+    offset = rest.split(":", 1)[0]
+    if not tar or not offset.isdigit():
+        return source_info
+    for shard in listing.shards:
+        if str(shard.path) == tar + ".tar":
+            for i in range(shard.start, shard.start + shard.count):
+                if listing.offsets[i] == int(offset):
+                    return listing.describe(i)
+    return source_info

@@ -88,6 +88,10 @@ def read_pack(split_dir: Path, *, key: str = "data.root") -> SplitListing:
     if manifest.get("version") != VERSION:
         raise DatasetError(f"{manifest_path}: pack version {manifest.get('version')!r} is not "
                            f"supported (expected {VERSION}); re-pack with this dalinorm")
+    missing = [k for k in ("shards", "classes", "num_samples", "fingerprint", "samples_sha256")
+               if k not in manifest]
+    if missing:
+        raise DatasetError(f"{manifest_path}: no {', '.join(missing)} (a damaged manifest); re-pack")
     samples_path = split_dir / SAMPLES
     try:
         raw = samples_path.read_bytes()
@@ -99,6 +103,9 @@ def read_pack(split_dir: Path, *, key: str = "data.root") -> SplitListing:
     shards = []
     start = 0
     for entry in manifest["shards"]:
+        if not isinstance(entry, dict) or not {"tar", "index", "bytes", "samples"} <= entry.keys():
+            raise DatasetError(f"{manifest_path}: a shard entry lacks tar, index, bytes or samples "
+                               f"({entry!r}); re-pack")
         tar, idx = split_dir / entry["tar"], split_dir / entry["index"]
         try:
             size = tar.stat().st_size
@@ -107,13 +114,19 @@ def read_pack(split_dir: Path, *, key: str = "data.root") -> SplitListing:
         if size != entry["bytes"]:
             raise DatasetError(f"{tar}: {size} bytes, but {MANIFEST} says {entry['bytes']} "
                                "(truncated or replaced?); re-pack the split")
-        if not idx.is_file():
-            raise DatasetError(f"{idx}: index file listed in {manifest_path} is missing")
+        try:
+            with open(idx, encoding="utf-8") as handle:
+                header = handle.readline().split()
+        except OSError:
+            raise DatasetError(f"{idx}: index file listed in {manifest_path} is missing") from None
+        if header != ["v1.2", str(entry["samples"])]:
+            raise DatasetError(f"{idx}: header {' '.join(header)!r}, expected 'v1.2 {entry['samples']}' "
+                               f"(an index of another tar?); re-pack")
         shards.append(TarShard(tar, idx, start, entry["samples"]))
         start += entry["samples"]
     files, labels, sizes, offsets = [], [], [], []
-    for line in raw.decode("utf-8", "surrogateescape").splitlines():
-        if line.startswith("#"):
+    for line in raw.decode("utf-8", "surrogateescape").split("\n"):  # names may hold \r etc.
+        if not line or line.startswith("#"):
             continue
         _key, _shard, offset, size, label, rel = line.split("\t", 5)
         files.append(split_dir / rel)
@@ -125,9 +138,10 @@ def read_pack(split_dir: Path, *, key: str = "data.root") -> SplitListing:
                            f"hold {start}; re-pack the split")
     listing = SplitListing(root=split_dir, classes=tuple(manifest["classes"]), files=tuple(files),
                            labels=tuple(labels), sizes=tuple(sizes), shards=tuple(shards),
-                           offsets=tuple(offsets))
-    if listing.fingerprint() != manifest["fingerprint"]:
-        raise DatasetError(f"{manifest_path}: the fingerprint does not match {SAMPLES}; re-pack")
+                           offsets=tuple(offsets), pack_id=manifest["samples_sha256"])
+    # samples.tsv has the sha256 the manifest recorded, and the manifest's fingerprint was
+    # computed from the same lines when packing: reuse it (recomputing costs seconds at 1M)
+    object.__setattr__(listing, "_fingerprint", manifest["fingerprint"])
     return listing
 
 
@@ -260,7 +274,7 @@ def _read_progress(out: Path, plan_id: str) -> dict[str, int]:
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines or lines[0] != f"plan {plan_id}":
         raise DatasetError(f"{out}: holds an unfinished pack of other data or options; finish it "
-                           "with its own command, or pack into an empty folder")
+                           "with its own command, or delete the folder and pack again")
     done = {}
     for line in lines[1:]:
         name, size = line.split()
@@ -299,9 +313,10 @@ def pack_split(
     if len(listing.classes) > 10 ** MAX_LABEL_DIGITS:
         raise DatasetError(f"{listing.root}: {len(listing.classes)} classes; labels are limited "
                            f"to {MAX_LABEL_DIGITS} digits")
-    for f in listing.files:
-        if "\n" in str(f) or "\t" in f.name:
-            raise DatasetError(f"{f!r}: a tab or newline in the name cannot be recorded in {SAMPLES}")
+    for f in listing.files:  # before writing anything: no failure hours into a pack
+        if "\n" in str(f):
+            raise DatasetError(f"{f!r}: a newline in the name cannot be recorded in {SAMPLES}")
+        _image_ext(f)
     shuffle = cfg.is_training_split(split) if shuffle is None else shuffle
     seed = cfg.loader.seed if seed is None else seed
     order = (np.random.default_rng(seed).permutation(len(listing)).tolist() if shuffle
@@ -313,13 +328,13 @@ def pack_split(
     if (out / MANIFEST).exists():
         raise DatasetError(f"{out}: already holds a pack ({MANIFEST}); pack into an empty folder")
     out.mkdir(parents=True, exist_ok=True)
-    done = _read_progress(out, plan_id)
-    if not done:
+    if not (out / PROGRESS).exists():
         stray = [p.name for p in out.iterdir()]
         if stray:
             raise DatasetError(f"{out}: is not empty ({', '.join(sorted(stray)[:3])}...); pack into "
                                "an empty folder")
         write_atomically(out / PROGRESS, f"plan {plan_id}\n".encode())
+    done = _read_progress(out, plan_id)
     width = max(6, len(str(len(plan) - 1)))
     key_width = max(9, len(str(len(listing) - 1)))
     bar = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from datetime import datetime, timezone
 
@@ -24,6 +23,7 @@ from dalinorm.pipelines.graphs import (
     GraphSpec,
     build_stats_pipeline,
     explain_pipeline_error,
+    pipeline_batches,
     run_batches,
 )
 from dalinorm.pipelines.reductions import choose_reducer, per_image_sums
@@ -65,6 +65,7 @@ class ShardReducer:
                  histogram: bool = False) -> None:
         start, end = listing.rank_block(rank, world_size)
         self.count = end - start
+        self._batches = pipeline_batches(listing, rank, world_size, cfg.loader.batch_size)
         self.rank = rank
         self.histogram = histogram
         self.batch_size = cfg.loader.batch_size
@@ -73,9 +74,10 @@ class ShardReducer:
         self.decoder_device = "cpu" if self.device_id is None else "gpu"
         self.reducer = choose_reducer(cfg.stats.reducer, on_gpu=self.device_id is not None)
         self._reduced_outputs = 1 if self.reducer == "histogram" else 3
-        self._spec = GraphSpec.for_block(listing, start, end, device_id=self.device_id,
-                                         seed=cfg.loader.seed)
+        self._spec = GraphSpec.for_rank(listing, rank, world_size, device_id=self.device_id,
+                                        seed=cfg.loader.seed)
         self._cfg = cfg
+        self._listing = listing
         self._pipe = None
 
     def reduce(self, *, progress: bool = False) -> MomentsAccumulator:
@@ -83,7 +85,7 @@ class ShardReducer:
         if self.count == 0:
             return acc
         bs = self.batch_size
-        batches = math.ceil(self.count / bs)
+        batches = self._batches
         bar = _progress_bar(self.count, enabled=progress, desc=f"stats {self.name}")
         started = time.perf_counter()
         try:
@@ -92,9 +94,12 @@ class ShardReducer:
                     self._cfg, self._spec, reducer=self.reducer,
                     with_images=self.histogram and self.reducer != "histogram")
                 self._pipe.build()
-            for index, outputs in enumerate(_named(run_batches(self._pipe, batches))):
-                # the reader pads the last batch with repeats of the last file: drop them
-                real = self.count - index * bs if index == batches - 1 else bs
+            for index, outputs in enumerate(_named(run_batches(self._pipe, batches), self._listing)):
+                # the reader pads the last batch (in a pack: up to the largest rank's batch
+                # count) with repeats of the last image: drop them
+                real = min(max(self.count - index * bs, 0), bs)
+                if real == 0:
+                    continue
                 reduced = [_as_numpy(o)[:real] for o in outputs[:self._reduced_outputs]]
                 acc.add_batch(*per_image_sums(reduced, self.reducer))
                 if self.reducer == "histogram":  # min, max and the histogram come free
@@ -124,12 +129,12 @@ def reduce_split(
     return reducer.reduce(progress=progress), reducer.decoder_device
 
 
-def _named(batches):
+def _named(batches, listing=None):
     """Re-raise DALI's mid-run failures as one-line errors that name the file."""
     try:
         yield from batches
     except RuntimeError as err:
-        raise explain_pipeline_error(err) from err
+        raise explain_pipeline_error(err, listing) from err
 
 
 class _NoBar:

@@ -178,8 +178,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_validate_prints_resolved_yaml():
-    proc = run_cli("validate", str(REPO / "configs" / "sample.yaml"), "--set", "loader.batch_size=3",
-                   "loader.seed=5", "--set", "train.hflip=0.25")  # several values per --set
+    proc = run_cli("validate", "--set", "loader.seed=5", str(REPO / "configs" / "sample.yaml"),
+                   "--set", "loader.batch_size=3", "--set", "train.hflip=0.25")  # before or after
     assert proc.returncode == 0, proc.stderr
     import yaml
 

@@ -163,7 +163,7 @@ def test_ranks_read_whole_tars_with_equal_steps(colour_data, packed):
     cfg = make_config(packed, "data.format=webdataset", "loader.batch_size=2")
     listing = read_pack(packed / "train")
     world = 3
-    blocks = [listing.rank_block(r, world) for r in range(world)]
+    blocks = [listing.tar_block(r, world) for r in range(world)]
     assert blocks[0][0] == 0 and blocks[-1][1] == len(listing)
     assert all(blocks[r][1] == blocks[r + 1][0] for r in range(world - 1))
     shard_starts = {s.start for s in listing.shards} | {len(listing)}
@@ -181,21 +181,45 @@ def test_ranks_read_whole_tars_with_equal_steps(colour_data, packed):
         assert set(ids) <= own  # a rank reads only its own tars
         seen.append(set(ids))
     assert not (seen[0] & seen[1] or seen[1] & seen[2] or seen[0] & seen[2])
-    # eval is exact at shard granularity, and the stats of the ranks add up to the whole
-    val_cfg = make_config(packed, "data.format=webdataset")
-    total = sum(len(torch.cat([y for _, y in DaliLoader(val_cfg, "val", rank=r, world_size=2)]))
-                for r in range(2))
-    assert total == len(read_pack(packed / "val"))
+    with pytest.raises(DatasetError, match="cannot be split across 99 ranks at shard granularity"):
+        DaliLoader(cfg, "train", rank=0, world_size=99)
+
+
+def test_eval_and_stats_split_a_pack_by_image_exactly_once(colour_data, packed):
+    """Eval and stats use DALI's reader sharding over every tar: blocks of 12, 12, 13 images
+    with batch 2 pad to 7 batches on every rank (6 real on two of them); each image once."""
+    train, _ = colour_data
+    cfg = make_config(packed, "data.format=webdataset", "loader.batch_size=2")
+    listing = read_pack(packed / "train")
+    world = 3
+    seen = []
+    for r in range(world):
+        loader = DaliLoader(make_config(packed, "data.format=webdataset", "loader.batch_size=2",
+                                        "data.train=unused", "data.val=train"),
+                            "val", rank=r, world_size=world)
+        for _ in range(2):  # a second epoch starts at the rank's first image again
+            ids = [i for images, _ in loader
+                   for i in train.identify(images.numpy(), loader.normalization.mean,
+                                           loader.normalization.std)]
+            assert len(ids) == loader.epoch_size == len(range(*listing.rank_block(r, world)))
+        seen += ids
+    assert sorted(seen) == list(range(len(train.files)))
     whole = ShardReducer(cfg, listing).reduce()
-    parts = [ShardReducer(cfg, listing, rank=r, world_size=world).reduce() for r in range(world)]
+    parts = []
+    for r in range(world):
+        reducer = ShardReducer(cfg, listing, rank=r, world_size=world)
+        first, again = reducer.reduce(), reducer.reduce()  # a second pass stays aligned (bench)
+        assert (first.sums, first.squares) == (again.sums, again.squares)
+        parts.append(first)
     merged = parts[0]
     for part in parts[1:]:
         merged.merge(part)
     assert (merged.num_images, merged.num_pixels, merged.sums, merged.squares) == \
         (whole.num_images, whole.num_pixels, whole.sums, whole.squares) == \
         (len(listing), whole.num_pixels, whole.sums, whole.squares)
-    with pytest.raises(DatasetError, match="cannot be split across 99 ranks at shard granularity"):
-        DaliLoader(cfg, "train", rank=0, world_size=99)
+    # 4 val tars... or fewer: eval still serves more ranks than tars
+    assert len(read_pack(packed / "val").shards) < 8
+    assert len(DaliLoader(make_config(packed, "data.format=webdataset"), "val", rank=7, world_size=8)) >= 1
 
 
 def test_stats_file_of_the_folder_guards_the_pack(colour_data, packed, tmp_path):
@@ -240,6 +264,12 @@ def test_pack_is_reproducible_and_resumes_after_an_interruption(colour_data, tmp
         assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
     with pytest.raises(DatasetError, match="already holds a pack"):
         pack_split(cfg, split="train", out=tmp_path / "again", shard_size=size)
+    # interrupted in its very first shard: the same command still resumes
+    monkeypatch.setattr(webdataset, "_write_tar", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        pack_split(cfg, split="train", out=tmp_path / "first", num_shards=1)
+    monkeypatch.setattr(webdataset, "_write_tar", real_write)
+    assert pack_split(cfg, split="train", out=tmp_path / "first", num_shards=1).num_samples == 37
     with pytest.raises(DatasetError, match="unfinished pack of other data or options"):
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / ".pack-progress").write_text("plan 0123\n")
@@ -252,6 +282,10 @@ def test_pack_is_reproducible_and_resumes_after_an_interruption(colour_data, tmp
     (lambda d: (d / "shard-000000.tar").unlink(), "shard-000000.tar: tar shard listed in .* is missing"),
     (lambda d: (d / "samples.tsv").write_text("# key\n"), "samples.tsv: does not match manifest.json"),
     (lambda d: (d / "manifest.json").write_text("{"), "manifest.json: cannot be read as JSON"),
+    (lambda d: (d / "manifest.json").write_text('{"format": "dalinorm-webdataset", "version": 1}'),
+     "manifest.json: no shards, classes, num_samples, fingerprint, samples_sha256"),
+    (lambda d: (d / "shard-000001.idx").write_bytes((d / "shard-000000.idx").read_bytes()),
+     r"shard-000001.idx: header 'v1.2 \d+', expected 'v1.2 \d+' \(an index of another tar\?\)"),
 ])
 def test_damaged_packs_are_named(colour_data, tmp_path, damage, message):
     train, _ = colour_data
@@ -269,9 +303,17 @@ def test_check_data_names_a_bad_image_inside_a_pack(tmp_path):
     bad.write_bytes(whole[:len(whole) * 2 // 3])  # a truncated JPEG, packed as any other file
     pack_split(make_config(data.root), split="train", out=tmp_path / "pack" / "train",
                shard_size=2000, shuffle=False)
-    report = check_split(make_config(tmp_path / "pack", "data.format=webdataset"), "train")
+    cfg = make_config(tmp_path / "pack", "data.format=webdataset", "data.train=unused", "data.val=train")
+    report = check_split(cfg, "val")
+    original = bad.relative_to(data.root / "train").as_posix()
     assert [(b.path.relative_to(tmp_path / "pack" / "train").as_posix(), b.reason[:9]) for b in report.bad] \
-        == [(bad.relative_to(data.root / "train").as_posix(), "truncated")]
+        == [(original, "truncated")]
+    assert str(report.bad[0]).startswith(f"{tmp_path / 'pack' / 'train' / 'shard-'}")
+    assert f"] ({original}): truncated" in str(report.bad[0])
+    # mid-run, the loader names the image by its original path too, with a pack's hint
+    with pytest.raises(DatasetError, match=rf"\({original}\): cannot be read or decoded mid-run.*re-pack"):
+        for _ in DaliLoader(cfg, "val"):
+            pass
     with pytest.raises(ConfigError, match="'skip' cannot drop samples inside tar shards"):
         make_config(tmp_path, "data.format=webdataset", "data.on_bad_file=skip", "data.checked_list=x")
 
@@ -324,3 +366,22 @@ def test_num_shards_gives_every_rank_the_same_count(colour_data, tmp_path):
     assert sum(counts) == 37 and max(counts) - min(counts) <= 1
     with pytest.raises(DatasetError, match="--num-shards: 38 shards for 37 images"):
         pack_split(make_config(train.root), split="train", out=tmp_path / "x", num_shards=38)
+
+
+def test_odd_file_names_round_trip_through_a_pack(tmp_path):
+    data = write_colour_folder(tmp_path / "src", n=4, grayscale_every=0)
+    odd = data.files[1].with_name("line\u2028sep\rcr\ttab.jpg")
+    data.files[1].rename(odd)
+    pack_split(make_config(data.root), split="train", out=tmp_path / "p" / "train")
+    listing = read_pack(tmp_path / "p" / "train")
+    assert odd.relative_to(data.root / "train").as_posix() in listing.relative_paths()
+    assert listing.fingerprint() == list_split(make_config(data.root), "train").fingerprint()
+
+
+def test_resume_state_of_another_layout_is_refused(colour_data, packed):
+    train, _ = colour_data
+    folder = DaliLoader(make_config(train.root), "train")
+    pack = DaliLoader(make_config(packed, "data.format=webdataset"), "train")
+    assert folder.listing.fingerprint() == pack.listing.fingerprint()  # same images...
+    with pytest.raises(ValueError, match="loader state: format is 'imagefolder' in the checkpoint"):
+        pack.load_state_dict(folder.state_dict())  # ...but another reader position
