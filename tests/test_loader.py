@@ -243,3 +243,18 @@ def test_batch_larger_than_shard_is_a_clear_error(colour_data):
 
     with pytest.raises(ConfigError, match="loader.batch_size: 64 is larger than the 37 training images"):
         DaliLoader(make_config(colour_data[0].root, "loader.batch_size=64"), "train")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_layouts_and_dtypes_hold_the_same_pixels(colour_data, device):
+    """The CPU train graph writes float32 in its resize operator (CHW or HWC) and float16
+    through crop_mirror_normalize; with one seed all give the same crops, flips and values."""
+    train, _ = colour_data
+    base = ("loader.drop_last=false", f"loader.device={device}")
+    nchw = [x.cpu() for x, _ in DaliLoader(make_config(train.root, *base), "train")]
+    nhwc = [x.cpu() for x, _ in DaliLoader(make_config(train.root, *base, "output.layout=NHWC"), "train")]
+    half = [x.cpu() for x, _ in DaliLoader(make_config(train.root, *base, "output.dtype=float16"), "train")]
+    for a, b, h in zip(nchw, nhwc, half, strict=True):
+        assert torch.equal(a, b.permute(0, 3, 1, 2))
+        # float16 rounding of values |x| < 4: within 2^-9 relative, 4e-3 absolute
+        torch.testing.assert_close(h.float(), a, atol=4e-3, rtol=0)
