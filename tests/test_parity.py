@@ -614,3 +614,29 @@ def test_fast_resize_is_close_but_not_exact(colour_data, split):
         assert xe.shape == xf.shape and torch.equal(ye, yf)
         # flat colours: any resize keeps them, so the two agree to float rounding
         assert float((xe - xf).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("in_hw, out_hw", [
+    ((375, 500), (224, 224)),   # both axes shrink
+    ((900, 100), (50, 90)),     # height shrinks far more: Pillow 13 goes vertical first
+    ((17, 9), (32, 32)),        # upscale
+    ((1, 1), (5, 7)),
+    ((300, 301), (300, 150)),   # one axis only
+    ((64, 48), (64, 48)),       # no resize
+])
+def test_resample_kernel_is_pillow_bit_for_bit(in_hw, out_hw):
+    """The numba kernel against the installed Pillow's Image.resize(BILINEAR) on random pixels
+    (the worst case for rounding), whole images and eval windows of a larger resize."""
+    from dalinorm.pipelines.resample import resample_into
+
+    rng = np.random.default_rng(sum(in_hw) + sum(out_hw))
+    img = rng.integers(0, 256, (*in_hw, 3), dtype=np.uint8)
+    ref = np.asarray(Image.fromarray(img).resize(out_hw[::-1], Image.BILINEAR))
+    out = np.empty((*out_hw, 3), np.uint8)
+    resample_into(out, img)
+    assert np.array_equal(out, ref)
+    crop_h, crop_w = max(1, out_hw[0] * 3 // 4), max(1, out_hw[1] * 3 // 4)
+    top, left = (out_hw[0] - crop_h) // 2, (out_hw[1] - crop_w) // 2
+    window = np.empty((crop_h, crop_w, 3), np.uint8)
+    resample_into(window, img, out_hw[0], out_hw[1], top, left)
+    assert np.array_equal(window, ref[top:top + crop_h, left:left + crop_w])
