@@ -132,9 +132,10 @@ def _parse_cls(cls):
 
 def _read(spec: GraphSpec, *, shuffle: bool):
     """(encoded images, int64 scalar labels) from files or a pack's tars. Every epoch is the
-    whole list (the last batch padded with repeats, which callers drop or count), so epochs
-    stay aligned. ``shuffle``: files are reshuffled globally every epoch (sharded by DALI);
-    a pack's samples pass through a seeded shuffle buffer (each pipeline reads its own tars)."""
+    whole list or shard (the last batch padded with repeats, which callers drop or count), so
+    epochs stay aligned. ``shuffle``: files are reshuffled globally every epoch (sharded by
+    DALI); a pack's samples pass through a seeded shuffle buffer (each training pipeline reads
+    its own tars)."""
     fn, _, types, _ = _dali()
     if spec.tars:
         from dalinorm.pipelines.webdataset import IMAGE_EXTS
@@ -340,7 +341,8 @@ def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
     center-cropped as torchvision's eval recipe does. Call inside ``with pipe:``."""
     fn, _, types, _ = _dali()
     exif = cfg.data.exif == "apply"
-    # in the given order, no reader sharding: the caller hands each rank its own block
+    # in the given order, each rank its own block (files: handed over by the caller; a pack:
+    # DALI's reader sharding, see GraphSpec.for_rank)
     jpegs, labels = _read(spec, shuffle=False)
     images = fn.decoders.image(
         jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
