@@ -236,6 +236,16 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from dalinorm.pipelines.webdataset import index_shards
+
+    result = index_shards(Path(args.folder), progress=True)
+    print(f"{result.out}: {result.num_samples} images in {result.num_shards} tars, "
+          f"{result.bytes / 1e6:,.1f} MB; read it with: --set data.format=webdataset "
+          f"--set data.root={result.out.parent.resolve()} --set data.train={result.out.name}")
+    return 0
+
+
 # ---------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
     from dalinorm.integration.bench import format_table, run_bench, write_report
@@ -324,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "own order otherwise (auto, default)")
     p.add_argument("--seed", type=int, default=None, help="shuffle seed (default: loader.seed)")
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("index", help="make existing webdataset tars (image + .cls per sample) "
+                                     "readable: DALI index files and a manifest")
+    p.add_argument("folder", help="folder of .tar shards (written to: .idx, samples.tsv, manifest.json)")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("bench", help="images/s of DALI vs the torchvision DataLoader, decode floor, stats pass")
     _add_config_args(p)

@@ -38,13 +38,15 @@ from dalinorm.pipelines.files import (
     DatasetError,
     SplitListing,
     TarShard,
+    fingerprint_of,
     read_source,
     usable_listing,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MANIFEST", "PackResult", "pack_split", "parse_size", "read_pack", "write_index"]
+__all__ = ["MANIFEST", "PackResult", "index_shards", "pack_split", "parse_size", "read_pack",
+           "write_index"]
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.tsv"
@@ -77,7 +79,7 @@ def read_pack(split_dir: Path, *, key: str = "data.root") -> SplitListing:
                                "pack` command again to finish it")
         what = "does not exist" if not split_dir.exists() else f"holds no {MANIFEST}"
         raise DatasetError(f"{key}: {split_dir} {what}; data.format: webdataset reads folders "
-                           "written by `dalinorm pack`")
+                           "written by `dalinorm pack`, or tars indexed by `dalinorm index DIR`")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -378,33 +380,133 @@ def pack_split(
     finally:
         if bar:
             bar.close()
+    _write_manifest(out, rows, shard_entries, classes=list(listing.classes),
+                    fingerprint=listing.fingerprint(), split=split, source=str(listing.root),
+                    source_format=cfg.data.format, skipped_files=skipped,
+                    order="shuffled" if shuffle else "listed", seed=seed if shuffle else None,
+                    shard_size=None if num_shards else shard_size)
+    (out / PROGRESS).unlink()
+    resumed = sum(1 for e in shard_entries if e["tar"] in done)
+    log.info("packed %d images into %d shards (%.1f MB) in %s%s", len(listing), len(plan),
+             total_bytes / 1e6, out, f", {resumed} shards kept from an earlier run" if resumed else "")
+    return PackResult(out, len(listing), len(plan), total_bytes, resumed)
+
+
+def _write_manifest(out: Path, rows: list[str], shard_entries: list[dict], *, classes: list[str],
+                    fingerprint: str, **facts) -> None:
+    """samples.tsv, then manifest.json (last: its presence marks a finished pack)."""
+    from dalinorm.stats.file import write_atomically
+
     samples = ("# key\tshard\toffset\tsize\tlabel\tpath\n" + "\n".join(rows) + "\n").encode(
         "utf-8", "surrogateescape")
     write_atomically(out / SAMPLES, samples)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "split": split,
-        "source": str(listing.root),
-        "source_format": cfg.data.format,
-        "skipped_files": skipped,
+        **facts,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "order": "shuffled" if shuffle else "listed",
-        "seed": seed if shuffle else None,
-        "shard_size": None if num_shards else shard_size,
-        "num_samples": len(listing),
-        "num_shards": len(plan),
-        "classes": list(listing.classes),
-        "fingerprint": listing.fingerprint(),
+        "num_samples": len(rows),
+        "num_shards": len(shard_entries),
+        "classes": classes,
+        "fingerprint": fingerprint,
         "samples_sha256": "sha256:" + hashlib.sha256(samples).hexdigest(),
         "shards": shard_entries,
     }
     write_atomically(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
-    (out / PROGRESS).unlink()
-    resumed = sum(1 for e in shard_entries if e["tar"] in done)
-    log.info("packed %d images into %d shards (%.1f MB) in %s%s", len(listing), len(plan),
-             total_bytes / 1e6, out, f", {resumed} shards kept from an earlier run" if resumed else "")
-    return PackResult(out, len(listing), len(plan), total_bytes, resumed)
+
+
+def index_shards(folder: Path, *, progress: bool = False) -> PackResult:
+    """Make existing webdataset tars readable as ``data.format: webdataset``: write DALI's index
+    next to each tar (unless an identical one is there), then samples.tsv and the manifest.
+
+    Every sample needs one image member (lower-case extension from :data:`IMAGE_EXTS`) and a
+    ``.cls`` member of ASCII digits (webdataset's convention, as its ``TarWriter`` writes an
+    int). An image's "original path" is ``<tar name>/<member name>``; classes are the labels
+    0..max as strings. The tars are read in name order and never modified.
+    """
+    folder = Path(folder)
+    tars = sorted(folder.glob("*.tar"))
+    if not tars:
+        raise DatasetError(f"{folder}: no .tar files to index")
+    if (folder / MANIFEST).exists():
+        raise DatasetError(f"{folder}: already holds {MANIFEST}")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tars), unit="tar", desc=f"index {folder.name}", dynamic_ncols=True)
+    rows, entries, listed = [], [], []
+    try:
+        for number, tar in enumerate(tars):
+            samples = _scan_tar(tar)
+            idx = tar.with_suffix(".idx")
+            _write_or_check_index(tar, idx)
+            for key, (ext, offset, size), label in samples:
+                rel = f"{tar.name}/{key}.{ext}"
+                rows.append(f"{key}\t{number}\t{offset}\t{size}\t{label}\t{rel}")
+                listed.append((rel, size, label))
+            entries.append({"tar": tar.name, "index": idx.name, "samples": len(samples),
+                            "bytes": tar.stat().st_size})
+            if bar:
+                bar.update(1)
+    finally:
+        if bar:
+            bar.close()
+    file_list = "".join(f"{size}\t{rel}\n" for rel, size, _ in sorted(listed))
+    classes = [str(i) for i in range(max(label for _, _, label in listed) + 1)]
+    _write_manifest(folder, rows, entries, classes=classes, fingerprint=fingerprint_of(file_list),
+                    split=folder.name, source=str(folder), source_format="webdataset",
+                    skipped_files=0, order="as found", seed=None, shard_size=None)
+    total = sum(e["bytes"] for e in entries)
+    log.info("indexed %d images in %d tars (%.1f MB) in %s", len(rows), len(tars), total / 1e6, folder)
+    return PackResult(folder, len(rows), len(tars), total, 0)
+
+
+def _scan_tar(tar: Path) -> list[tuple[str, tuple[str, int, int], int]]:
+    """(key, (image ext, data offset, size), label) per sample of a foreign tar, checked."""
+    samples: dict[str, dict[str, tuple[int, int]]] = {}
+    labels: dict[str, int] = {}
+    try:
+        with tarfile.open(tar) as archive:
+            for member in archive:
+                if not member.isreg():
+                    continue
+                key, ext = _split_name(member.name)
+                if not key or key.endswith("/"):
+                    continue
+                if any(c.isspace() for c in member.name):
+                    raise DatasetError(f"{tar}: member {member.name!r} has white space in its name, "
+                                       "which DALI's index format cannot hold")
+                samples.setdefault(key, {})[ext] = (member.offset_data, member.size)
+                if ext == "cls":
+                    text = archive.extractfile(member).read()
+                    if not (text.isdigit() and len(text) <= MAX_LABEL_DIGITS):
+                        raise DatasetError(f"{tar}: {member.name} holds {text[:20]!r}; expected the "
+                                           f"label as up to {MAX_LABEL_DIGITS} ASCII digits, nothing else")
+                    labels[key] = int(text)
+    except (OSError, tarfile.TarError) as err:
+        raise DatasetError(f"{tar}: cannot be read as a tar archive: {err}") from None
+    result = []
+    for key, parts in samples.items():
+        images = [e for e in IMAGE_EXTS if e in parts]
+        if len(images) != 1 or key not in labels:
+            raise DatasetError(f"{tar}: sample {key!r} has members {sorted(parts)}; expected one image "
+                               f"({'|'.join(IMAGE_EXTS)}, lower case) and one .cls")
+        result.append((key, (images[0], *parts[images[0]]), labels[key]))
+    if not result:
+        raise DatasetError(f"{tar}: holds no sample")
+    return result
+
+
+def _write_or_check_index(tar: Path, idx: Path) -> None:
+    """Write DALI's index of ``tar`` as ``idx``; an index already there must be identical."""
+    fresh = idx.with_name(idx.name + ".new")
+    write_index(tar, fresh)
+    if idx.exists() and idx.read_bytes() != fresh.read_bytes():
+        fresh.unlink()
+        raise DatasetError(f"{idx}: exists and differs from the index of {tar.name}; move it away "
+                           "to let dalinorm write its own")
+    os.replace(fresh, idx)
 
 
 def _offsets_from_index(idx: Path, expected: int) -> list[int]:

@@ -385,3 +385,50 @@ def test_resume_state_of_another_layout_is_refused(colour_data, packed):
     assert folder.listing.fingerprint() == pack.listing.fingerprint()  # same images...
     with pytest.raises(ValueError, match="loader state: format is 'imagefolder' in the checkpoint"):
         pack.load_state_dict(folder.state_dict())  # ...but another reader position
+
+
+def _foreign_tars(folder: Path, data, per_tar: int = 4, cls=lambda label: str(label).encode()):
+    """Webdataset tars as another tool writes them: keys with folders, jpg members, text .cls."""
+    import io
+
+    folder.mkdir(parents=True)
+    for t in range(0, len(data.files), per_tar):
+        with tarfile.open(folder / f"part-{t // per_tar:03d}.tar", "w") as archive:
+            for i in range(t, min(t + per_tar, len(data.files))):
+                for ext, payload in (("jpg", data.files[i].read_bytes()), ("cls", cls(data.labels[i]))):
+                    info = tarfile.TarInfo(f"c{data.labels[i]}/img{i:03d}.{ext}")
+                    info.size = len(payload)
+                    archive.addfile(info, io.BytesIO(payload))
+
+
+def test_existing_webdataset_tars_are_indexed_and_read(colour_data, tmp_path):
+    from dalinorm.cli import main
+    from dalinorm.pipelines.webdataset import index_shards
+
+    train, _ = colour_data
+    _foreign_tars(tmp_path / "wds" / "val", train)
+    assert main(["index", str(tmp_path / "wds" / "val")]) == 0
+    listing = read_pack(tmp_path / "wds" / "val")
+    assert len(listing.shards) == 10 and len(listing) == len(train.files)
+    assert listing.relative_paths()[0] == "part-000.tar/c0/img000.jpg"
+    # the tars hold the folder's images in its order: the same eval batches and labels
+    folder = torch.cat([x for x, _ in DaliLoader(
+        make_config(train.root, "data.val=train", "data.train=unused"), "val")])
+    batches = list(DaliLoader(make_config(tmp_path / "wds", "data.format=webdataset"), "val"))
+    assert torch.equal(torch.cat([x for x, _ in batches]), folder)
+    assert torch.cat([y for _, y in batches]).tolist() == list(train.labels)
+    with pytest.raises(DatasetError, match="already holds manifest.json"):
+        index_shards(tmp_path / "wds" / "val")
+
+
+@pytest.mark.parametrize("cls, message", [
+    (lambda label: f"{label}\n".encode(), r"holds b'\d\\n'; expected the label as up to 8 ASCII digits"),
+    (lambda label: b"", r"holds b''; expected the label"),
+])
+def test_foreign_labels_the_graph_cannot_parse_are_named(colour_data, tmp_path, cls, message):
+    from dalinorm.pipelines.webdataset import index_shards
+
+    _foreign_tars(tmp_path / "wds", colour_data[0], cls=cls)
+    with pytest.raises(DatasetError, match=r"part-000.tar: c0/img000.cls " + message):
+        index_shards(tmp_path / "wds")
+    assert not (tmp_path / "wds" / "manifest.json").exists()
