@@ -203,6 +203,17 @@ def _split_name(name: str) -> tuple[str, str]:
     return (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
 
 
+def _sample_members(archive: tarfile.TarFile):
+    """(member, sample key, extension) of the regular files that form samples, in tar order
+    (hidden files skipped, as DALI's ``wds2idx`` skips them)."""
+    for member in archive:
+        if not member.isreg():
+            continue
+        key, ext = _split_name(member.name)
+        if key and not key.endswith("/"):
+            yield member, key, ext
+
+
 def write_index(tar_path: Path, index_path: Path) -> int:
     """Write DALI's index (format v1.2) of ``tar_path``; returns the number of samples.
 
@@ -214,12 +225,7 @@ def write_index(tar_path: Path, index_path: Path) -> int:
     samples: list[list[tuple[str, int, int, str]]] = []
     last = None
     with tarfile.open(tar_path) as archive:
-        for member in archive:
-            if not member.isreg():
-                continue
-            key, ext = _split_name(member.name)
-            if not key or key.endswith("/"):
-                continue  # hidden files, as wds2idx skips them
+        for member, key, ext in _sample_members(archive):
             if key != last:
                 samples.append([])
                 last = key
@@ -440,7 +446,9 @@ def index_shards(folder: Path, *, progress: bool = False) -> PackResult:
         for number, tar in enumerate(tars):
             samples = _scan_tar(tar)
             idx = tar.with_suffix(".idx")
-            _write_or_check_index(tar, idx)
+            if _write_or_check_index(tar, idx) != len(samples):
+                raise DatasetError(f"{tar}: the members of a sample are not consecutive (DALI's "
+                                   "reader groups consecutive members only); re-pack the data")
             for key, (ext, offset, size), label in samples:
                 rel = f"{tar.name}/{key}.{ext}"
                 rows.append(f"{key}\t{number}\t{offset}\t{size}\t{label}\t{rel}")
@@ -468,12 +476,7 @@ def _scan_tar(tar: Path) -> list[tuple[str, tuple[str, int, int], int]]:
     labels: dict[str, int] = {}
     try:
         with tarfile.open(tar) as archive:
-            for member in archive:
-                if not member.isreg():
-                    continue
-                key, ext = _split_name(member.name)
-                if not key or key.endswith("/"):
-                    continue
+            for member, key, ext in _sample_members(archive):
                 if any(c.isspace() for c in member.name):
                     raise DatasetError(f"{tar}: member {member.name!r} has white space in its name, "
                                        "which DALI's index format cannot hold")
@@ -498,15 +501,17 @@ def _scan_tar(tar: Path) -> list[tuple[str, tuple[str, int, int], int]]:
     return result
 
 
-def _write_or_check_index(tar: Path, idx: Path) -> None:
-    """Write DALI's index of ``tar`` as ``idx``; an index already there must be identical."""
+def _write_or_check_index(tar: Path, idx: Path) -> int:
+    """Write DALI's index of ``tar`` as ``idx`` (an index already there must be identical);
+    returns its sample count."""
     fresh = idx.with_name(idx.name + ".new")
-    write_index(tar, fresh)
+    count = write_index(tar, fresh)
     if idx.exists() and idx.read_bytes() != fresh.read_bytes():
         fresh.unlink()
         raise DatasetError(f"{idx}: exists and differs from the index of {tar.name}; move it away "
                            "to let dalinorm write its own")
     os.replace(fresh, idx)
+    return count
 
 
 def _offsets_from_index(idx: Path, expected: int) -> list[int]:

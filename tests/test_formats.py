@@ -432,3 +432,20 @@ def test_foreign_labels_the_graph_cannot_parse_are_named(colour_data, tmp_path, 
     with pytest.raises(DatasetError, match=r"part-000.tar: c0/img000.cls " + message):
         index_shards(tmp_path / "wds")
     assert not (tmp_path / "wds" / "manifest.json").exists()
+
+
+def test_foreign_tar_with_scattered_sample_members_is_refused(colour_data, tmp_path):
+    import io
+
+    from dalinorm.pipelines.webdataset import index_shards
+
+    data = colour_data[0]
+    (tmp_path / "wds").mkdir()
+    with tarfile.open(tmp_path / "wds" / "a.tar", "w") as archive:
+        for name, payload in (("x.jpg", data.files[0].read_bytes()), ("y.jpg", data.files[1].read_bytes()),
+                              ("x.cls", b"0"), ("y.cls", b"1")):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    with pytest.raises(DatasetError, match="a.tar: the members of a sample are not consecutive"):
+        index_shards(tmp_path / "wds")
