@@ -8,13 +8,7 @@ from pathlib import Path
 
 import torch.multiprocessing as mp
 
-from testkit import make_config, write_colour_folder
-
-
-def _image_ids(images) -> list[tuple]:
-    """Flat-colour images: the rounded per-image mean colour identifies the image."""
-    means = images.double().mean(dim=(2, 3))
-    return [tuple(round(v, 3) for v in row) for row in means.tolist()]
+from testkit import make_config, tensor_digest, write_textured_folder
 
 
 def _worker(rank: int, world: int, root: str, port: int, out: str) -> None:
@@ -26,14 +20,16 @@ def _worker(rank: int, world: int, root: str, port: int, out: str) -> None:
     try:
         cfg = make_config(Path(root), "loader.batch_size=4")
         loader = DaliLoader(cfg, "train")  # rank and world size from torch.distributed
-        epochs = [[i for images, _ in loader for i in _image_ids(images)] for _ in range(3)]
+        # every image is its own class: the labels say which images a rank read
+        epochs = [[i for _, labels in loader for i in labels.tolist()] for _ in range(3)]
 
         # resume: stop after 5 batches (mid epoch 2 of 3 batches each), continue in a new loader
         def read(ld, n):
             got = []
             while len(got) < n:
                 for images, labels in ld:
-                    got.append((labels.tolist(), _image_ids(images)))
+                    # textured images: the digest changes with any other crop or flip
+                    got.append((labels.tolist(), tensor_digest(images)))
                     if len(got) == n:
                         break
             return got
@@ -53,7 +49,8 @@ def _worker(rank: int, world: int, root: str, port: int, out: str) -> None:
 
 
 def test_two_ranks_disjoint_equal_steps_reshuffled_and_resumable(tmp_path):
-    data = write_colour_folder(tmp_path / "data", n=37)  # 37: not divisible by 2 ranks or batch 4
+    # 37: not divisible by 2 ranks or batch 4; one class per image, so a label names its image
+    data = write_textured_folder(tmp_path / "data", n=37, classes=37)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -63,8 +60,8 @@ def test_two_ranks_disjoint_equal_steps_reshuffled_and_resumable(tmp_path):
     assert [r["rank"] for r in ranks] == [0, 1] and {r["world"] for r in ranks} == {2}
     assert ranks[0]["steps"] == ranks[1]["steps"] == (37 // 2) // 4
     for epoch in range(3):
-        a, b = (set(map(tuple, r["epochs"][epoch])) for r in ranks)
+        a, b = (set(r["epochs"][epoch]) for r in ranks)
         assert len(a) == len(b) == 16 and not a & b, "ranks must read disjoint images"
     # the split is redrawn every epoch: a rank does not keep a fixed shard
-    assert set(map(tuple, ranks[0]["epochs"][0])) != set(map(tuple, ranks[0]["epochs"][1]))
+    assert set(ranks[0]["epochs"][0]) != set(ranks[0]["epochs"][1])
     assert all(r["resume_exact"] for r in ranks)

@@ -1,4 +1,9 @@
-"""Resuming a train loader mid-epoch yields exactly the batches of the uninterrupted run."""
+"""Resuming a train loader mid-epoch yields exactly the batches of the uninterrupted run.
+
+The images are textured (tests/testkit.py ``natural_image``), each one distinct everywhere, and
+a batch is identified by its labels and a digest of its exact values: a resume that kept the
+reader's place but lost the crop/flip RNG state gives other crops of the same images, and so
+another digest. (Flat colours would hide that: every crop of a flat image has the same sum.)"""
 
 from __future__ import annotations
 
@@ -8,12 +13,18 @@ import pytest
 
 from dalinorm import DaliLoader
 
-from testkit import DEVICES, make_config
+from testkit import DEVICES, make_config, tensor_digest, write_textured_folder
+
+
+@pytest.fixture(scope="module")
+def textured(tmp_path_factory):
+    """37 textured train images in 3 classes: 7 batches of 5 per epoch (drop_last)."""
+    return write_textured_folder(tmp_path_factory.mktemp("resume") / "data", n=37)
 
 
 def fingerprint(images, labels) -> tuple:
-    """What a batch is: its labels and an exact-enough checksum of its pixels."""
-    return tuple(labels.cpu().tolist()), round(float(images.double().sum().cpu()), 4)
+    """What a batch is: its labels and a digest of its exact values (crops, flips, order)."""
+    return tuple(labels.cpu().tolist()), tensor_digest(images)
 
 
 def read(loader, batches: int) -> list[tuple]:
@@ -29,8 +40,8 @@ def read(loader, batches: int) -> list[tuple]:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("stop_after", [3, 7, 9])  # mid-epoch, at an epoch end (7 per epoch), next epoch
-def test_resume_mid_epoch_is_exact(colour_data, device, stop_after):
-    train, _ = colour_data
+def test_resume_mid_epoch_is_exact(textured, device, stop_after):
+    train = textured
     cfg = make_config(train.root, f"loader.device={device}")
     whole = read(DaliLoader(cfg, "train"), 17)
 
@@ -55,8 +66,8 @@ def test_state_from_other_data_or_seed_is_refused(colour_data):
         other.load_state_dict(state)
 
 
-def test_state_before_any_batch_restarts_cleanly(colour_data):
-    train, _ = colour_data
+def test_state_before_any_batch_restarts_cleanly(textured):
+    train = textured
     cfg = make_config(train.root)
     fresh = DaliLoader(cfg, "train")
     state = fresh.state_dict()
@@ -65,9 +76,9 @@ def test_state_before_any_batch_restarts_cleanly(colour_data):
     assert read(restored, 5) == read(DaliLoader(cfg, "train"), 5)
 
 
-def test_state_saved_right_after_a_restore_still_resumes(colour_data):
+def test_state_saved_right_after_a_restore_still_resumes(textured):
     """A checkpoint written before the first batch after a restore keeps the restored place."""
-    train, _ = colour_data
+    train = textured
     cfg = make_config(train.root)
     whole = read(DaliLoader(cfg, "train"), 9)
     first = DaliLoader(cfg, "train")
@@ -79,11 +90,11 @@ def test_state_saved_right_after_a_restore_still_resumes(colour_data):
     assert read(third, 5) == whole[4:]
 
 
-def test_resume_over_a_webdataset_pack_is_exact(colour_data, tmp_path):
+def test_resume_over_a_webdataset_pack_is_exact(textured, tmp_path):
     """The shuffle buffer's state travels in DALI's checkpoint too."""
     from dalinorm.pipelines.webdataset import pack_split
 
-    train, _ = colour_data
+    train = textured
     pack_split(make_config(train.root), split="train", out=tmp_path / "train", shard_size=20_000)
     cfg = make_config(tmp_path, "data.format=webdataset", "data.shuffle_buffer=6")
     whole = read(DaliLoader(cfg, "train"), 17)

@@ -115,3 +115,69 @@ def make_config(root: Path, *overrides: str, **sections):
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return config_from_dict(raw, overrides=overrides)
+
+
+def natural_image(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 HxWx3 that looks like a photo to a resampler: two low-frequency waves per channel,
+    three hard-edged discs, grain. Every crop, flip, transpose or shift changes its pixels."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    img = np.empty((height, width, 3))
+    scale = 2 * np.pi / max(width, height)
+    for c in range(3):
+        fx, fy = rng.uniform(0.5, 6, 2) * scale
+        img[..., c] = (128 + 70 * np.sin(fx * x + fy * y + rng.uniform(0, 6.3))
+                       + 40 * np.cos(1.7 * fy * x - fx * y + c))
+    for _ in range(3):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        r = rng.uniform(0.05, 0.3) * min(width, height) + 1
+        img[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 8, (height, width, 1)) + rng.normal(0, 3, (height, width, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class TexturedFolder:
+    """An ImageFolder split of natural-like images (:func:`natural_image`), each drawn from its
+    own random state, so no two images and no two crops or flips of one image are alike."""
+
+    root: Path  # data.root
+    split: str
+    files: tuple[Path, ...]  # in torchvision ImageFolder order
+    labels: tuple[int, ...]
+    sizes: tuple[tuple[int, int], ...]  # (width, height)
+
+
+def write_textured_folder(
+    root: Path,
+    *,
+    split: str = "train",
+    n: int = 37,
+    classes: int = 3,
+    seed: int = 0,
+    sizes: tuple[tuple[int, int], ...] = ((97, 61), (61, 97), (128, 80), (80, 128), (333, 251),
+                                          (45, 150), (150, 45), (257, 129)),
+) -> TexturedFolder:
+    """Write ``n`` textured JPEGs in ``classes`` class folders, non-square sizes from ``sizes``.
+    With ``classes == n`` every image is its own class, so its label names it."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for i in range(n):
+        label = i % classes
+        folder = root / split / f"class_{label:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = sizes[i % len(sizes)]
+        path = folder / f"img_{i:03d}.jpg"
+        Image.fromarray(natural_image(*size, rng)).save(path, quality=90)
+        written.append((path, label, size))
+    written.sort(key=lambda t: (t[1], t[0].name))  # ImageFolder order: class, then file name
+    return TexturedFolder(root=root, split=split, files=tuple(p for p, _, _ in written),
+                          labels=tuple(lbl for _, lbl, _ in written),
+                          sizes=tuple(s for _, _, s in written))
+
+
+def tensor_digest(images) -> str:
+    """sha256 of a tensor's exact values in logical (N, ...) order, whatever its memory format:
+    any change of crop, flip, order or a single value changes it."""
+    import hashlib
+
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
