@@ -15,7 +15,7 @@ from dalinorm import DaliLoader
 from dalinorm.config import IMAGENET_MEAN, IMAGENET_STD
 from dalinorm.pipelines.normalize import pooled_mean_std
 
-from testkit import DEVICES, REPO, make_config
+from testkit import DEVICES, REPO, make_config, write_textured_folder
 
 
 def epoch(loader):
@@ -245,16 +245,25 @@ def test_batch_larger_than_shard_is_a_clear_error(colour_data):
         DaliLoader(make_config(colour_data[0].root, "loader.batch_size=64"), "train")
 
 
+@pytest.fixture(scope="module")
+def textured_train(tmp_path_factory):
+    """Textured, non-square train images (97×61 … 333×251): a transposed, shifted or unmirrored
+    write changes the values, which flat colours would hide."""
+    return write_textured_folder(tmp_path_factory.mktemp("textured") / "data", n=17, seed=3)
+
+
 @pytest.mark.parametrize("device", DEVICES)
-def test_train_layouts_and_dtypes_hold_the_same_pixels(colour_data, device):
+def test_train_layouts_and_dtypes_hold_the_same_pixels(textured_train, device):
     """The CPU train graph writes float32 in its resize operator (CHW or HWC) and float16
-    through crop_mirror_normalize; with one seed all give the same crops, flips and values."""
-    train, _ = colour_data
-    base = ("loader.drop_last=false", f"loader.device={device}")
+    through crop_mirror_normalize; with one seed all give the same crops, flips and values.
+    The float16 path is the independent reference for the fused operator's write order."""
+    train = textured_train
+    base = ("loader.drop_last=false", f"loader.device={device}", "train.hflip=0.5")
     nchw = [x.cpu() for x, _ in DaliLoader(make_config(train.root, *base), "train")]
     nhwc = [x.cpu() for x, _ in DaliLoader(make_config(train.root, *base, "output.layout=NHWC"), "train")]
     half = [x.cpu() for x, _ in DaliLoader(make_config(train.root, *base, "output.dtype=float16"), "train")]
     for a, b, h in zip(nchw, nhwc, half, strict=True):
-        assert torch.equal(a, b.permute(0, 3, 1, 2))
+        # the same logical [N, C, H, W] values whether NHWC comes shaped NHWC or as channels_last
+        assert torch.equal(a, b.permute(0, 3, 1, 2) if b.shape[-1] == 3 else b)
         # float16 rounding of values |x| < 4: within 2^-9 relative, 4e-3 absolute
         torch.testing.assert_close(h.float(), a, atol=4e-3, rtol=0)
