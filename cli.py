@@ -1,7 +1,10 @@
 """The ``dalinorm`` command line: argparse subcommands, nothing else.
 
-Every user error (bad config, missing data, ...) prints one line ``error: <key or file>: <what>``
-and exits with code 2; ``--debug`` shows the traceback instead.
+Exit codes (README's table): 0 ok; 1 a check found problems (bad files, parity beyond
+tolerance); 2 a usage, config or input-file error (one line ``error: <key or file>: <what>``,
+also for a missing dependency); 3 an unexpected internal error (one line, ``--debug`` for the
+traceback); 130 interrupted. ``--debug``, before or after the subcommand, adds the traceback
+and debug logs.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import os
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 import yaml
 
-from dalinorm.config import Config, DalinormError, config_to_dict, load_config
+from dalinorm import __version__
+from dalinorm.config import Config, DalinormError, MissingDependencyError, config_to_dict, load_config
 
 log = logging.getLogger("dalinorm.cli")
 
@@ -289,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="DALI input pipelines for PyTorch with correct normalization statistics.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"dalinorm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check a config and print it fully resolved as YAML")
@@ -369,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="stream one train and one eval epoch of the sample data")
     _add_config_args(p, optional=True)
     p.set_defaults(func=cmd_demo)
+
+    # --debug also after the subcommand; SUPPRESS keeps a --debug given before it
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks and debug logs")
     return parser
 
 
@@ -391,13 +402,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except DalinormError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {err}", 2, debug=args.debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ImportError as err:
+        missing = MissingDependencyError.from_import_error(err, f"dalinorm {args.command}")
+        if missing is None:
+            return _internal_error(err, debug=args.debug)
+        return _fail(f"error: {missing}", 2, debug=args.debug)
+    except OSError as err:
+        if err.filename is None:  # not about a path the user gave
+            return _internal_error(err, debug=args.debug)
+        return _fail(f"error: {err.filename}: {err.strerror or err}", 2, debug=args.debug)
+    except Exception as err:
+        return _internal_error(err, debug=args.debug)
+
+
+def _fail(line: str, code: int, *, debug: bool) -> int:
+    """Print ``line`` (after the traceback with ``--debug``) and return the exit code."""
+    if debug:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    return code
+
+
+def _internal_error(err: BaseException, *, debug: bool) -> int:
+    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+    message = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return _fail(f"error: internal error: {message} (rerun with --debug for the traceback)", 3,
+                 debug=debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

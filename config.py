@@ -32,10 +32,12 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LoaderConfig",
+    "MissingDependencyError",
     "NormalizeConfig",
     "OutputConfig",
     "StatsConfig",
     "TrainConfig",
+    "UsageError",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -57,6 +59,50 @@ class ConfigError(DalinormError, ValueError):
         self.key = key
         self.message = message
         super().__init__(f"{key}: {message}" if key else message)
+
+
+class UsageError(DalinormError, ValueError):
+    """A public function, method or command called with a bad argument, or at the wrong time.
+    ``str(err)`` is ``"<argument>: <what, what was expected>"``."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        self.message = message
+        super().__init__(f"{argument}: {message}" if argument else message)
+
+
+# import name -> what to install (the package names on PyPI)
+_INSTALL = {
+    "nvidia": "pip install nvidia-dali-cuda120",
+    "torch": "pip install torch",
+    "torchvision": "pip install torchvision",
+    "matplotlib": "pip install 'dalinorm[plot]' (or matplotlib)",
+    "numba": "pip install numba",
+    "PIL": "pip install pillow",
+    "tqdm": "pip install tqdm",
+}
+
+
+class MissingDependencyError(DalinormError, ImportError):
+    """An optional or heavy dependency (DALI, torch, torchvision, matplotlib, ...) is not
+    installed; the message says what to install."""
+
+    def __init__(self, module: str, needed_for: str = "dalinorm") -> None:
+        root = module.split(".", 1)[0]
+        self.module = module
+        install = _INSTALL.get(root, f"pip install {root}")
+        super().__init__(f"{needed_for} needs {module}, which is not installed: {install}",
+                         name=module)
+
+    @classmethod
+    def from_import_error(cls, err: ImportError, needed_for: str = "dalinorm") -> "MissingDependencyError | None":
+        """The error for ``err`` if it is a missing package dalinorm depends on, else None."""
+        name = getattr(err, "name", None) or ""
+        if not isinstance(err, ModuleNotFoundError) or name.split(".", 1)[0] not in _INSTALL:
+            return None
+        if name.startswith("nvidia"):
+            name = "nvidia.dali"
+        return cls(name, needed_for)
 
 
 class _FieldError(Exception):

@@ -25,7 +25,7 @@ import logging
 import math
 from typing import Iterator
 
-from dalinorm.config import Config, ConfigError
+from dalinorm.config import Config, ConfigError, UsageError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
 from dalinorm.pipelines.files import DatasetError, SplitListing, usable_listing
 from dalinorm.pipelines.graphs import (
@@ -69,7 +69,7 @@ class DaliLoader:
         world_size: int | None = None,
     ) -> None:
         if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+            raise UsageError("split", f"expected 'train' or 'val', got {split!r}")
         self.cfg = cfg
         self.split = split
         self.training = split == "train"
@@ -216,7 +216,7 @@ class DaliLoader:
 
     def __iter__(self) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:  # noqa: F821
         if self._pipeline is None:
-            raise RuntimeError("this DaliLoader was closed")
+            raise UsageError("DaliLoader", "this loader was closed; build a new one to iterate again")
         if self._feed is None:
             self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing)
         if self._consumed == self._pipeline_batches:
@@ -256,7 +256,8 @@ class DaliLoader:
         position, shuffle and augmentation RNG states) as of the last batch handed out.
         """
         if not self.training:
-            raise ValueError("state_dict() is for the train split; eval always starts at the first file")
+            raise UsageError("state_dict()", f"the {self.split!r} loader has no position to save (eval "
+                             "always starts at its first file); save the train loader's state")
         if self._feed is None:
             # nothing read since the pipeline was built: it is still in its initial state
             checkpoint = self._initial_checkpoint
@@ -278,6 +279,10 @@ class DaliLoader:
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state`` (from :meth:`state_dict`): the next iteration yields exactly
         the batches the interrupted run would have yielded next."""
+        missing = [k for k in ("dali_checkpoint", "epoch", "batches_read")
+                   if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise UsageError("load_state_dict()", f"not a DaliLoader.state_dict() (no {', '.join(missing)})")
         expected = {"rank": self.rank, "world_size": self.world_size, "seed": self.cfg.loader.seed,
                     "fingerprint": self.listing.fingerprint(), "format": self.cfg.data.format,
                     "pack": self.listing.pack_id}
@@ -285,8 +290,8 @@ class DaliLoader:
         for key, value in expected.items():
             saved = state.get(key, written_before_packs.get(key))
             if saved != value:
-                raise ValueError(f"loader state: {key} is {saved!r} in the checkpoint but "
-                                 f"{value!r} here; resume with the same data, layout, seed and ranks")
+                raise UsageError("loader state", f"{key} is {saved!r} in the checkpoint but {value!r} "
+                                 "here; resume with the same data, layout, seed and ranks")
         self._pipeline = self._build_pipeline(checkpoint=state["dali_checkpoint"])
         self._initial_checkpoint = state["dali_checkpoint"]
         self._feed = None

@@ -33,6 +33,7 @@ from typing import Iterable
 from dalinorm.config import Config
 from dalinorm.pipelines.device import resolve_device_id
 from dalinorm.pipelines.files import CHECKED_LIST_HEADER, SplitListing, list_split, read_source
+from dalinorm.pipelines.graphs import explain_pipeline_error, is_file_error
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,10 @@ def _decode_batches(sources: list, cfg: Config, device_id: int | None, batch: in
     start = 0
     while start < len(todo):
         rest = todo[start:]
-        pipe = build(rest, min(batch, len(rest)))
+        try:
+            pipe = build(rest, min(batch, len(rest)))
+        except RuntimeError as err:
+            raise explain_pipeline_error(err) from err
         for offset in range(0, len(rest), batch):
             chunk = rest[offset:offset + batch]
             try:
@@ -172,6 +176,8 @@ def _decode_batches(sources: list, cfg: Config, device_id: int | None, batch: in
                         build([i], 1).run()
                         yield [i], None
                     except RuntimeError as err:
+                        if not is_file_error(err):  # memory, a build failure: not this file's fault
+                            raise explain_pipeline_error(err) from err
                         yield [i], err
                 start += offset + len(chunk)
                 break

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from dalinorm.config import Config
+from dalinorm.config import Config, MissingDependencyError
 from dalinorm.pipelines.files import DatasetError
 from dalinorm.pipelines.normalize import Normalization, dali_mean_std
 
@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 __all__ = [
     "READER_NAME",
     "GraphSpec",
+    "PipelineError",
     "build_decode_pipeline",
     "build_eval_pipeline",
     "build_stats_pipeline",
     "build_train_pipeline",
     "explain_pipeline_error",
+    "is_file_error",
     "pipeline_batches",
     "prefetch_depth",
     "run_batches",
@@ -42,9 +44,7 @@ def _dali():
         from nvidia.dali import fn, math as dmath, types
         from nvidia.dali.pipeline import Pipeline
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "dalinorm needs NVIDIA DALI: pip install nvidia-dali-cuda120"
-        ) from err
+        raise MissingDependencyError("nvidia.dali", "dalinorm's pipelines") from err
     return fn, dmath, types, Pipeline
 
 
@@ -425,12 +425,48 @@ def run_batches(pipe, batches: int):
         yield outputs
 
 
+class PipelineError(RuntimeError):
+    """A DALI pipeline failed for a reason other than a file (a build failure, out of memory,
+    an operator argument): not the user's data, so not a :class:`DatasetError`."""
+
+
 _FILE_IN_ERROR = re.compile(r"(?:Failed to decode sample #\d+ : |File mapping failed: |"
                             r"Could not open file |Failed to open file )(?P<path>[^\n]+?)\s*$", re.M)
+# DALI names the failing operator: "Error in CPU operator `nvidia.dali.fn.decoders.image`,"
+_OPERATOR_IN_ERROR = re.compile(r"Error in \w+ operator `(?:nvidia\.dali\.)?(?P<op>[\w.]+)`")
+# operators whose failures are about the bytes they read (DALI names no file for some of
+# them: random bytes give "nvImageCodec failure: '#4'")
+_FILE_OPERATORS = ("fn.readers.", "fn.decoders.", "fn.experimental.decoders.", "fn.experimental.readers.")
+# not the file's fault even inside a reader or decoder
+_RESOURCE_FAILURE = re.compile(r"out of memory|bad_alloc|cudaErrorMemoryAllocation|CUDA error|"
+                               r"CUDA driver|CUDA-capable", re.I)
+_NOISE = ("C++ context", "File \"", "Current pipeline object is no longer valid", "Critical error in",
+          "which was used in the pipeline definition", "encountered:", "Error in ")
 
 
-def explain_pipeline_error(err: Exception, listing=None) -> DatasetError:
-    """A one-line :class:`DatasetError` naming the file behind a DALI runtime error.
+def _meaningful_lines(text: str) -> list[str]:
+    """DALI's message without its framing: pipeline traceback, C++ context, 'no longer valid'."""
+    after = text.split("encountered:", 1)[1] if "encountered:" in text else text
+    return [l.strip() for l in after.splitlines()
+            if l.strip() and not l.strip().startswith(_NOISE) and not l.startswith("    ")]
+
+
+def is_file_error(err: BaseException) -> bool:
+    """Whether a DALI runtime error is about a file it read or decoded (the data's fault), as
+    opposed to a pipeline that could not be built, memory, or an operator's argument."""
+    text = str(err)
+    if _RESOURCE_FAILURE.search(text):
+        return False
+    if _FILE_IN_ERROR.search(text):
+        return True
+    operator = _OPERATOR_IN_ERROR.search(text)
+    return operator is not None and operator.group("op").startswith(_FILE_OPERATORS)
+
+
+def explain_pipeline_error(err: Exception, listing=None) -> DatasetError | PipelineError:
+    """A DALI runtime error as one line: a :class:`DatasetError` naming the file when the
+    failure is about a file (read or decode), else a :class:`PipelineError` with the failing
+    operator and DALI's first meaningful line.
 
     DALI names the file for decode and mapping failures ("Failed to decode sample #3 :
     /data/x.jpg"; in a pack "/packs/train/shard-000004.tar:512:000000004.jpg", which
@@ -438,6 +474,14 @@ def explain_pipeline_error(err: Exception, listing=None) -> DatasetError:
     says how to find the file.
     """
     text = str(err)
+    if not is_file_error(err):
+        lines = _meaningful_lines(text)
+        operator = _OPERATOR_IN_ERROR.search(text)
+        where = f" in {operator.group('op')}" if operator else ""
+        hint = ("; lower loader.batch_size or loader.prefetch" if re.search(r"out of memory|bad_alloc",
+                                                                           text, re.I) else "")
+        return PipelineError(f"DALI pipeline failed{where} (not a file problem): "
+                             f"{lines[0] if lines else type(err).__name__}{hint}")
     match = _FILE_IN_ERROR.search(text)
     lines = [l.strip() for l in text.splitlines()
              if l.strip() and "no longer valid" not in l and not l.startswith(("C++ context", "File \""))]

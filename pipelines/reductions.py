@@ -18,6 +18,8 @@ import logging
 
 import numpy as np
 
+from dalinorm.config import ConfigError, MissingDependencyError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["REDUCERS", "choose_reducer", "reduce_images"]
@@ -58,10 +60,10 @@ def choose_reducer(requested: str, on_gpu: bool) -> str:
         return "histogram" if not on_gpu and numba_available() else "sums"
     if requested == "histogram":
         if on_gpu:
-            raise ValueError("stats.reducer: 'histogram' runs on the CPU only; use 'auto' or 'sums' "
-                             "with loader.device gpu")
+            raise ConfigError("stats.reducer", "'histogram' runs on the CPU only; use 'auto' or "
+                              "'sums' with loader.device gpu")
         if not numba_available():
-            raise ImportError("stats.reducer: 'histogram' needs numba: pip install numba")
+            raise MissingDependencyError("numba", "stats.reducer: 'histogram'")
     return requested
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dalinorm.config import Config
+from dalinorm.config import Config, UsageError
 from dalinorm.pipelines.files import (
     DatasetError,
     SplitListing,
@@ -155,13 +155,13 @@ def parse_size(text: str) -> int:
     KiB = 1024)."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([kKMGT]i?)?[bB]?\s*", text)
     if not match:
-        raise ValueError(f"--shard-size: expected a size like 1GB, 500MB or 64MiB, got {text!r}")
+        raise UsageError("--shard-size", f"expected a size like 1GB, 500MB or 64MiB, got {text!r}")
     number, unit = float(match.group(1)), match.group(2) or ""
     powers = {"": 0, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4}
     base = 1024 if unit.endswith("i") else 1000
     size = int(number * base ** powers[unit.rstrip("i")])
     if size < 1:
-        raise ValueError(f"--shard-size: must be at least 1 byte, got {text!r}")
+        raise UsageError("--shard-size", f"must be at least 1 byte, got {text!r}")
     return size
 
 

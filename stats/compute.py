@@ -90,10 +90,13 @@ class ShardReducer:
         started = time.perf_counter()
         try:
             if self._pipe is None:
-                self._pipe = build_stats_pipeline(
-                    self._cfg, self._spec, reducer=self.reducer,
-                    with_images=self.histogram and self.reducer != "histogram")
-                self._pipe.build()
+                try:
+                    self._pipe = build_stats_pipeline(
+                        self._cfg, self._spec, reducer=self.reducer,
+                        with_images=self.histogram and self.reducer != "histogram")
+                    self._pipe.build()
+                except RuntimeError as err:  # a missing file, or a pipeline DALI cannot build
+                    raise explain_pipeline_error(err, self._listing) from err
             for index, outputs in enumerate(_named(run_batches(self._pipe, batches), self._listing)):
                 # the reader pads the last batch (in a pack: up to the largest rank's batch
                 # count) with repeats of the last image: drop them
@@ -130,7 +133,8 @@ def reduce_split(
 
 
 def _named(batches, listing=None):
-    """Re-raise DALI's mid-run failures as one-line errors that name the file."""
+    """Re-raise DALI's mid-run failures as one-line errors: naming the file for a read or
+    decode failure, else a :class:`PipelineError` with DALI's message."""
     try:
         yield from batches
     except RuntimeError as err:

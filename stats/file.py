@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from dalinorm.config import Config, DalinormError
+from dalinorm.config import Config, DalinormError, UsageError
 from dalinorm.pipelines.files import fingerprint_of, usable_listing
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ def write_stats_file(path: Path, stats: DatasetStats) -> None:
     """Write the file list, then the stats file, each atomically."""
     path = Path(path)
     if fingerprint_of(stats.file_list) != stats.fingerprint:
-        raise ValueError("file list does not match the stats' fingerprint")  # a bug, not input
+        raise UsageError("stats", "its file_list does not match its fingerprint; write the "
+                         "DatasetStats that compute_stats returned, unchanged")
     write_atomically(_file_list_path(path), stats.file_list.encode("utf-8", "surrogateescape"))
     text = (
         "# Normalization statistics written by `dalinorm stats`. mean/std are on the [0, 1]\n"

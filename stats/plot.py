@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dalinorm.config import DalinormError
+from dalinorm.config import MissingDependencyError, UsageError
 from dalinorm.stats.file import DatasetStats, write_atomically
 
 __all__ = ["plot_histograms", "require_matplotlib"]
@@ -15,16 +15,14 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise DalinormError(
-            "--plot: matplotlib is not installed; pip install 'dalinorm[plot]' (or matplotlib)"
-        ) from None
+        raise MissingDependencyError("matplotlib", "--plot (histograms)") from None
 
 
 def plot_histograms(stats: DatasetStats, path: Path) -> None:
     """Write a PNG with one histogram per channel (pixel counts over 0–255), written atomically."""
     require_matplotlib()
     if stats.histogram is None:
-        raise ValueError("these stats carry no histogram (compute them with histogram=True)")
+        raise UsageError("stats", "carry no histogram; compute them with compute_stats(..., histogram=True)")
     import matplotlib
 
     matplotlib.use("Agg")
