@@ -1,8 +1,9 @@
 """Parity suite: DALI's graphs against PIL/torchvision on real JPEGs written here.
 
 Every comparison is against an independent reference — PIL's decoder, torchvision's
-transforms on PIL images, torchvision's ``RandomResizedCrop.get_params`` — with the tolerances
-of ``dalinorm.integration.parity`` (justified there and in docs/PARITY.md). Images are
+transforms on PIL images, torchvision's ``RandomResizedCrop.get_params`` — with the tolerance
+table of ``dalinorm.integration.parity`` (keyed by decode device and ``loader.resize``,
+justified there and in docs/PARITY.md; ``dalinorm parity`` uses the same table). Images are
 natural-looking (smooth gradients, hard edges, grain), never flat colours: flat images survive
 any resampling unchanged and would hide every difference this file is about.
 """
@@ -19,40 +20,31 @@ import torch
 from PIL import Image
 
 from dalinorm.integration.parity import (
-    EVAL_MAX_LEVELS,
-    EVAL_MEAN_LEVELS,
-    GPU_EVAL_MAX_LEVELS,
-    GPU_EVAL_MEAN_LEVELS,
-    GPU_TRAIN_MAX_LEVELS,
-    GPU_TRAIN_MEAN_LEVELS,
+    LEVEL_ROUNDING,
     NORMALIZE_ATOL_FLOAT16,
     NORMALIZE_ATOL_FLOAT32,
+    TOLERANCES,
     TRAIN_EDGE_MAX_LEVELS,
     ParityReport,
     Tolerance,
     run_eval_parity,
+    tolerance_for,
 )
 
-from testkit import DEVICES, make_config, needs_cuda
+from testkit import DEVICES, make_config, natural_image, needs_cuda, write_textured_folder
+
+EXACT = tolerance_for("cpu", "pil")  # the default on the CPU: bit-exact
+PIL_DALI = tolerance_for("cpu", "pil_dali")  # DALI's own two-pass resize (the GPU's pil)
+GPU = tolerance_for("gpu", "pil")
+
+
+def assert_exact(report: ParityReport) -> None:
+    """Bit-exact path: only the normalization's float rounding between the two outputs."""
+    atol = NORMALIZE_ATOL_FLOAT16 if report.dtype == "float16" else NORMALIZE_ATOL_FLOAT32
+    assert max(report.max_abs) <= atol, report.worst
+    assert round(max(report.max_levels)) == 0 and report.passed, report.failures()
 
 # ---------------------------------------------------------------------------- images
-
-
-def natural_image(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 HxWx3: two low-frequency waves per channel, three hard-edged discs, grain."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    img = np.empty((height, width, 3))
-    scale = 2 * np.pi / max(width, height)
-    for c in range(3):
-        fx, fy = rng.uniform(0.5, 6, 2) * scale
-        img[..., c] = (128 + 70 * np.sin(fx * x + fy * y + rng.uniform(0, 6.3))
-                       + 40 * np.cos(1.7 * fy * x - fx * y + c))
-    for _ in range(3):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        r = rng.uniform(0.05, 0.3) * min(width, height) + 1
-        img[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
-    img += rng.normal(0, 8, (height, width, 1)) + rng.normal(0, 3, (height, width, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 # (width, height, how it is encoded): odd sizes, portrait and landscape, tiny to large
@@ -145,17 +137,34 @@ def test_cpu_decoder_is_bit_identical_to_pil(varied_root):
 
 @needs_cuda
 @pytest.mark.cuda
-def test_gpu_decoder_within_documented_tolerance(varied_root):
-    """nvJPEG differs from libjpeg by design; held to the measured difference (parity.py)."""
+def test_gpu_decoder_within_documented_tolerance(photo_root):
+    """nvJPEG differs from libjpeg by design; on photo-sized q90 4:2:0 files it is held to the
+    table's provisional GPU bound (parity.py, from the H100 figures in docs/PARITY.md)."""
     from nvidia.dali import fn, types
 
-    paths = sorted(varied_root.rglob("*.jpg"))
+    paths = sorted(photo_root.rglob("*.jpg"))
     (dali,) = run_dali(lambda: fn.decoders.image(
         fn.external_source(source=lambda: encoded(paths), batch=True), device="mixed",
         output_type=types.RGB), len(paths), device="gpu")
     diffs = [np.abs(out.astype(int) - pil_rgb(p)) for p, out in zip(paths, dali)]
-    assert max(d.max() for d in diffs) <= GPU_EVAL_MAX_LEVELS
-    assert np.concatenate([d.ravel() for d in diffs]).mean() <= GPU_EVAL_MEAN_LEVELS
+    print(f"nvJPEG vs PIL on {len(paths)} photo-like files: max {max(d.max() for d in diffs)}, "
+          f"mean {np.concatenate([d.ravel() for d in diffs]).mean():.3f} level")
+    assert max(d.max() for d in diffs) <= GPU.max_levels
+    assert np.concatenate([d.ravel() for d in diffs]).mean() <= GPU.mean_levels
+
+
+@pytest.fixture(scope="module")
+def photo_root(tmp_path_factory):
+    """Photo-sized natural-like JPEGs as cameras and ImageNet store them (q90, 4:2:0, baseline,
+    300–640 px): the regime the GPU bound was measured in."""
+    root = tmp_path_factory.mktemp("parity_photos")
+    rng = np.random.default_rng(4)
+    for i, (w, h) in enumerate([(500, 375), (375, 500), (640, 427), (427, 640), (500, 333), (333, 500),
+                                (600, 450), (450, 600)]):
+        folder = root / "val" / f"c{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_jpeg(folder / f"photo{i}_{w}x{h}.jpg", natural_image(w, h, rng), quality=90)
+    return root
 
 
 # ---------------------------------------------------------------------------- eval geometry
@@ -184,22 +193,27 @@ def ramp_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.parametrize("resize", ["pil", "pil_dali"])
 @pytest.mark.parametrize("resize_shorter, crop", [(40, 32), (41, 33), (64, 63)])
-def test_eval_geometry_shapes_and_windows_match_torchvision(ramp_root, resize_shorter, crop):
+def test_eval_geometry_shapes_and_windows_match_torchvision(ramp_root, resize_shorter, crop, resize):
     """torchvision truncates the long side and rounds the crop anchor half to even; a DALI
     resize_shorter / crop_pos=0.5 would be one pixel off at many of these sizes (17×9 up to
-    2000×1500, portrait and landscape). On ramps a one-pixel shift is several levels."""
-    cfg = make_config(ramp_root, f"eval.resize_shorter={resize_shorter}", f"eval.crop={crop}")
+    2000×1500, portrait and landscape). On ramps a one-pixel shift is several levels. Both
+    the exact resize and DALI's own (the GPU's) get the geometry right."""
+    cfg = make_config(ramp_root, f"eval.resize_shorter={resize_shorter}", f"eval.crop={crop}",
+                      f"loader.resize={resize}")
     report = run_eval_parity(cfg, n=None)
     assert report.num_images == len(GEOMETRY_SIZES)
     assert report.shape_mismatches == ()
     assert all(d.shape_dali == (3, crop, crop) for d in report.worst)
     # a window one output pixel off shifts every pixel of a ramp by 255 / (resized extent)
-    # levels, ≥ 2.5 here (31×77 → 40×99): 250 times the mean tolerance
+    # levels on average, ≥ 1.6 here (31×77 → 64×158): 16 times the mean bound of DALI's
+    # resize, and 1,000 times the exact path's
     longest = max(max(w, h) * resize_shorter // min(w, h) for w, h in GEOMETRY_SIZES)
-    assert 255 / longest > 100 * EVAL_MEAN_LEVELS
-    assert max(report.max_levels) <= EVAL_MAX_LEVELS, report.worst
-    assert max(report.mean_levels) <= EVAL_MEAN_LEVELS, report.worst
+    assert 255 / longest > 10 * PIL_DALI.mean_levels
+    if resize == "pil":
+        assert_exact(report)
+    assert report.passed, report.failures()
 
 
 # ---------------------------------------------------------------------------- eval values
@@ -207,36 +221,76 @@ def test_eval_geometry_shapes_and_windows_match_torchvision(ramp_root, resize_sh
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, layout", [("float32", "NCHW"), ("float16", "NHWC")])
-def test_eval_values_match_classic_pil_recipe(varied_root, device, dtype, layout):
+def test_eval_values_match_classic_pil_recipe(request, device, dtype, layout):
     """DaliLoader(cfg, "val") against PIL Resize(antialias) + CenterCrop + ToTensor + Normalize,
-    per image, over odd sizes, grayscale, 4:2:0/4:4:4, progressive, quality 50–95."""
-    cfg = make_config(varied_root, f"loader.device={device}", "eval.resize_shorter=80",
+    per image. On the CPU over odd sizes, grayscale, 4:2:0/4:4:4, progressive, quality 50–95:
+    bit-exact. On the GPU over photo-sized files, within the table's GPU bound (nvJPEG)."""
+    root = request.getfixturevalue("varied_root" if device == "cpu" else "photo_root")
+    count = len(list(root.rglob("*.jpg")))
+    cfg = make_config(root, f"loader.device={device}", "eval.resize_shorter=80",
                       "eval.crop=64", f"output.dtype={dtype}", f"output.layout={layout}")
     report = run_eval_parity(cfg)
-    tol = Tolerance.for_decode_device(device)
-    assert report.device == device and report.num_images == len(VARIED)
+    assert report.device == device and report.num_images == count
+    assert report.tolerance == tolerance_for(device, "pil")
     assert report.shape_mismatches == ()
-    assert report.compared_pixels == len(VARIED) * 64 * 64
-    assert max(report.max_levels) <= tol.max_levels, report.worst
-    assert max(report.mean_levels) <= tol.mean_levels, report.worst
-    assert report.passed
+    assert report.compared_pixels == count * 64 * 64
+    if device == "cpu":
+        assert_exact(report)
+    assert report.passed, report.failures()
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_known_difference_nvjpeg_on_tiny_and_progressive_files(varied_root):
+    """On small, progressive or low-quality 4:2:0 files with saturated edges nvJPEG differs
+    from libjpeg at single pixels by up to 119 levels (H100, docs/PARITY.md): the report fails
+    the GPU bound and names them. The mean over the set was 2.7 levels."""
+    cfg = make_config(varied_root, "loader.device=gpu", "eval.resize_shorter=80", "eval.crop=64")
+    report = run_eval_parity(cfg)
+    print(f"nvJPEG on the varied set: max {max(report.max_levels):.1f}, mean "
+          f"{max(report.mean_levels):.3f} levels; worst {report.worst[0].file}")
+    assert report.shape_mismatches == () and max(report.mean_levels) <= 4.0
 
 
 def test_parity_report_levels_and_verdict():
-    """levels = normalized difference × 255 × std; a report fails on either bound."""
-    def report(max_abs, mean_abs):
-        return ParityReport(split="val", num_images=1, device="cpu", dtype="float32",
+    """levels = normalized difference × 255 × std; a report fails on either bound; the exact
+    path fails on anything beyond the normalization's float rounding."""
+    def report(max_abs, mean_abs, tolerance=PIL_DALI, dtype="float32"):
+        return ParityReport(split="val", num_images=1, device="cpu", dtype=dtype,
                             layout="NCHW", normalization="imagenet", std=(0.229, 0.224, 0.225),
-                            max_abs=max_abs, mean_abs=mean_abs,
-                            tolerance=Tolerance.for_decode_device("cpu"))
+                            max_abs=max_abs, mean_abs=mean_abs, tolerance=tolerance)
 
     one_level = tuple(1 / (255 * s) for s in (0.229, 0.224, 0.225))
     ok = report(one_level, tuple(v * 0.005 for v in one_level))
     np.testing.assert_allclose(ok.max_levels, (1, 1, 1), rtol=1e-12)
     np.testing.assert_allclose(ok.mean_levels, (0.005,) * 3, rtol=1e-12)
     assert ok.passed
+    assert PIL_DALI.max_levels == 2 and PIL_DALI.mean_levels < 0.2
+    assert report(tuple(2 * v for v in one_level), (0, 0, 0)).passed  # max 2 levels: the bound
     assert not report(tuple(3 * v for v in one_level), (0, 0, 0)).passed  # max 3 > 2
-    assert not report(one_level, tuple(v * 0.02 for v in one_level)).passed  # mean 0.02 > 0.01
+    assert not report(one_level, tuple(v * 0.2 for v in one_level)).passed  # mean 0.2 > bound
+    # exact: 1e-5 normalized passes, one level (≈0.017 normalized) fails
+    assert report((1e-5,) * 3, (1e-6,) * 3, EXACT).passed
+    assert not report(one_level, (0, 0, 0), EXACT).passed
+    assert report((9e-4,) * 3, (1e-4,) * 3, EXACT, dtype="float16").passed
+    assert not report((9e-4,) * 3, (1e-4,) * 3, EXACT).passed
+
+
+def test_tolerance_table_covers_every_device_and_resize():
+    """One row per (decode device, loader.resize); the GPU rows bound the mean below what a
+    one-pixel window shift costs on ramps (≥ 2.5 levels) and are marked provisional."""
+    from typing import get_args
+
+    from dalinorm.config import LoaderConfig
+
+    resizes = get_args(LoaderConfig.__annotations__["resize"]) or ("pil", "pil_dali", "fast")
+    assert set(TOLERANCES) == {(d, r) for d in ("cpu", "gpu") for r in resizes}
+    assert EXACT.exact and not any(t.exact for k, t in TOLERANCES.items() if k != ("cpu", "pil"))
+    for (device, _), tol in TOLERANCES.items():
+        assert tol.provisional == (device == "gpu")
+        assert tol.mean_levels < 1.0 and tol.max_levels <= 64
+    with pytest.raises(ValueError, match="no parity tolerance"):
+        tolerance_for("tpu", "pil")
 
 
 def test_cli_parity_prints_table_and_writes_json(varied_root, tmp_path, capsys):
@@ -254,6 +308,29 @@ def test_cli_parity_prints_table_and_writes_json(varied_root, tmp_path, capsys):
     np.testing.assert_allclose(data["max_levels"],
                                [a * 255 * s for a, s in zip(data["max_abs"], data["std"])])
     assert len(data["worst"]) == 5 and not list(out.parent.glob(".*.tmp"))
+
+
+def test_cli_parity_holds_fast_to_its_own_bound(varied_root, tmp_path, capsys, monkeypatch):
+    """`dalinorm parity` reads the same table as the tests: a `fast` config passes with the
+    fast row (it used to be held to the exact path's bound and FAIL), and fails once that row
+    is tightened below what fast measures (max 1 level, mean ≈0.1 level here)."""
+    from dalinorm.cli import main
+    from dalinorm.integration import parity
+
+    config = tmp_path / "fast.yaml"
+    config.write_text(f"data: {{root: {varied_root}}}\nloader: {{batch_size: 4, num_threads: 2, "
+                      f"device: cpu, resize: fast}}\neval: {{resize_shorter: 80, crop: 64}}\n")
+    out = tmp_path / "fast.json"
+    assert main(["parity", str(config), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "one 2-D DALI resize" in printed and "result: PASS" in printed
+    data = json.loads(out.read_text())
+    assert 0.02 < max(data["mean_levels"]) <= tolerance_for("cpu", "fast").mean_levels
+    tight = Tolerance(max_levels=0.0, mean_levels=0.01, why="tightened below fast's residual")
+    monkeypatch.setitem(parity.TOLERANCES, ("cpu", "fast"), tight)
+    assert main(["parity", str(config)]) == 1
+    printed = capsys.readouterr().out
+    assert "result: FAIL" in printed and "levels > 0" in printed and "levels > 0.01" in printed
 
 
 # ---------------------------------------------------------------------------- normalization
@@ -331,11 +408,6 @@ def pil_two_pass(crop: Image.Image, size: int, horizontal_first: bool) -> np.nda
     return np.asarray(crop.resize(first, Image.BILINEAR).resize((size, size), Image.BILINEAR))
 
 
-# float32 normalization of identical uint8 pixels: DALI's (x - mean)·(1/std) against
-# torchvision's (x/255 - mean)/std differ by a few float32 ulps, ≈1e-5 level
-EXACT_MAX_LEVELS = 1e-3
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_train_same_window_gives_same_output(train_jpegs, device):
     """DALI decodes the window (as decoders.image_random_crop does) and resizes it with the
@@ -388,15 +460,17 @@ def test_train_same_window_gives_same_output(train_jpegs, device):
           f"{max(d.max() for d in interior_tv)}, mean {np.mean([d.mean() for d in interior_tv]):.5f}; "
           f"edges max {max(edges)}")
     if device == "cpu":
-        # PIL's horizontal-then-vertical passes: the eval tolerances hold inside the window
-        assert interior_hv.max() <= EVAL_MAX_LEVELS
-        assert interior_hv.mean() <= EVAL_MEAN_LEVELS
+        # DALI's resize in PIL's horizontal-then-vertical passes: pil_dali's bounds hold
+        # inside the window (uint8 against uint8: whole levels)
+        assert interior_hv.max() <= PIL_DALI.max_levels
+        assert interior_hv.mean() <= PIL_DALI.mean_levels
         # whatever order this Pillow chose, a pass order only moves roundings by a level
-        assert max(d.max() for d in interior_tv) <= EVAL_MAX_LEVELS
+        assert max(d.max() for d in interior_tv) <= PIL_DALI.max_levels
         assert max(edges) <= TRAIN_EDGE_MAX_LEVELS
     else:
-        assert interior_hv.max() <= GPU_TRAIN_MAX_LEVELS and max(edges) <= GPU_TRAIN_MAX_LEVELS
-        assert interior_hv.mean() <= GPU_TRAIN_MEAN_LEVELS
+        assert interior_hv.max() <= GPU.max_levels
+        assert max(edges) <= GPU.max_levels + TRAIN_EDGE_MAX_LEVELS
+        assert interior_hv.mean() <= GPU.mean_levels
 
 
 def _window_stats(heights, widths, image_h: int, image_w: int):
@@ -575,14 +649,14 @@ def test_exif_orientation_same_in_both_paths(exif_root, exif):
     cfg = make_config(exif_root, f"data.exif={exif}", "eval.resize_shorter=48", "eval.crop=40")
     report = run_eval_parity(cfg)
     assert report.num_images == 2 and report.shape_mismatches == ()
-    assert max(report.max_levels) <= EVAL_MAX_LEVELS and max(report.mean_levels) <= EVAL_MEAN_LEVELS
+    assert_exact(report)
 
 
 def test_known_difference_exact_ties_at_five_to_four(tmp_path):
     """At a 5:4 downscale PIL's interior weights are 7/12 and 5/12, so one output in 12 per pass
     is an exact tie (x.5). PIL's 22-bit fixed-point coefficients break it up or down depending
     on the pixels; DALI's resize (``pil_dali``, the GPU's ``pil``) rounds every tie up. Within
-    the max tolerance, but ≈ 0.04 level mean on such images instead of ≤ 0.01
+    pil_dali's bounds, but ≈ 0.04 level mean on such images instead of ≤ 0.005 elsewhere
     (docs/PARITY.md); other scales are not affected. The CPU's ``pil`` computes Pillow's
     fixed point itself: no difference beyond float rounding of the normalization."""
     folder = tmp_path / "val" / "c0"
@@ -592,28 +666,40 @@ def test_known_difference_exact_ties_at_five_to_four(tmp_path):
         write_jpeg(folder / f"five_four_{i}.jpg", natural_image(90, 60, rng))  # 60 → 48
     geometry = ("eval.resize_shorter=48", "eval.crop=40")
     report = run_eval_parity(make_config(tmp_path, *geometry, "loader.resize=pil_dali"))
-    assert max(report.max_levels) <= EVAL_MAX_LEVELS
-    assert 0.01 < max(report.mean_levels) < 0.1
-    exact = run_eval_parity(make_config(tmp_path, *geometry, "loader.resize=pil"))
-    assert max(exact.max_levels) < EXACT_MAX_LEVELS
+    assert report.passed, report.failures()
+    assert 0.01 < max(report.mean_levels) <= PIL_DALI.mean_levels
+    assert_exact(run_eval_parity(make_config(tmp_path, *geometry, "loader.resize=pil")))
+
+
+@pytest.fixture(scope="module")
+def textured_splits(tmp_path_factory):
+    """Natural-like train and val splits (non-square, 45×150 … 333×251)."""
+    root = tmp_path_factory.mktemp("parity_textured")
+    write_textured_folder(root, split="train", n=15, seed=1)
+    write_textured_folder(root, split="val", n=15, seed=2)
+    return root
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_fast_resize_is_close_but_not_exact(colour_data, split):
-    """loader.resize: fast keeps the geometry (same shapes, same order and labels) and stays
-    within 2 uint8 levels of the PIL-order resize on natural images."""
-    import torch
-
+def test_fast_resize_is_close_but_not_exact(textured_splits, split):
+    """loader.resize: fast keeps the geometry (same shapes, windows, flips, order and labels)
+    and stays within its table bound of the exact resize on natural-like images, which it
+    does not equal. Train windows include their edge rows (TRAIN_EDGE_MAX_LEVELS)."""
     from dalinorm import DaliLoader
-    from testkit import make_config
 
-    root = colour_data[0].root if split == "train" else colour_data[1].root
-    exact = DaliLoader(make_config(root, "loader.resize=pil"), split)
-    fast = DaliLoader(make_config(root, "loader.resize=fast"), split)
-    for (xe, ye), (xf, yf) in zip(exact, fast):
+    fast_tol = tolerance_for("cpu", "fast")
+    exact = DaliLoader(make_config(textured_splits, "loader.resize=pil"), split)
+    fast = DaliLoader(make_config(textured_splits, "loader.resize=fast"), split)
+    levels_per_unit = 255 * torch.tensor(exact.normalization.std).view(1, 3, 1, 1)
+    diffs = []
+    for (xe, ye), (xf, yf) in zip(exact, fast, strict=True):
         assert xe.shape == xf.shape and torch.equal(ye, yf)
-        # flat colours: any resize keeps them, so the two agree to float rounding
-        assert float((xe - xf).abs().max()) < 1e-5
+        diffs.append(((xe.double() - xf.double()).abs() * levels_per_unit).flatten())
+    levels = torch.cat(diffs)
+    print(f"fast vs pil, {split}: max {float(levels.max()):.3f}, mean {float(levels.mean()):.4f} levels")
+    bound = TRAIN_EDGE_MAX_LEVELS if split == "train" else fast_tol.max_levels
+    assert float(levels.max()) <= bound + LEVEL_ROUNDING
+    assert 0.05 < float(levels.mean()) <= fast_tol.mean_levels  # close, and not the exact path
 
 
 @pytest.mark.parametrize("in_hw, out_hw", [
