@@ -185,6 +185,11 @@ class LoaderConfig:
     # DALI's resize (≈0.002–0.03 uint8 level, edges up to 14); fast: one DALI 2-D resize
     # (≈0.17 level mean). See docs/PARITY.md.
     resize: Literal["pil", "pil_dali", "fast"] = "pil"
+    # chroma upsampling of the GPU ("mixed") JPEG decoder: fast is nvJPEG's default (differs
+    # from libjpeg by design, DALI#1889); faithful asks it for libjpeg's "fancy" upsampling
+    # (DALI's jpeg_fancy_upsampling=True: closer to PIL, slower). No effect on the CPU decoder,
+    # which is libjpeg. Measured cost and levels: docs/GPU.md.
+    jpeg_upsampling: Literal["fast", "faithful"] = "fast"
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

@@ -106,6 +106,15 @@ def _new_pipeline(cfg: Config, spec: GraphSpec):
     )
 
 
+def _decoder_args(cfg: Config, spec: GraphSpec) -> dict:
+    """The decoder's device, and on the GPU its chroma upsampling (``loader.jpeg_upsampling``);
+    the CPU decoder is libjpeg and always upsamples as PIL does."""
+    args: dict = {"device": spec.decode_device}
+    if spec.decode_device == "mixed" and cfg.loader.jpeg_upsampling == "faithful":
+        args["jpeg_fancy_upsampling"] = True
+    return args
+
+
 def _labels(labels, spec: GraphSpec):
     """int64 scalar labels from :func:`_read`, on the images' device."""
     return labels if spec.device_id is None else labels.gpu()
@@ -182,7 +191,7 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
         jpegs, labels = _read(spec, shuffle=True)
         images = fn.decoders.image_random_crop(
             jpegs,
-            device=spec.decode_device,
+            **_decoder_args(cfg, spec),
             output_type=types.RGB,
             random_area=list(cfg.train.scale),
             random_aspect_ratio=list(cfg.train.ratio),
@@ -345,7 +354,7 @@ def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
     # DALI's reader sharding, see GraphSpec.for_rank)
     jpegs, labels = _read(spec, shuffle=False)
     images = fn.decoders.image(
-        jpegs, device=spec.decode_device, output_type=types.RGB, adjust_orientation=exif
+        jpegs, **_decoder_args(cfg, spec), output_type=types.RGB, adjust_orientation=exif
     )
     if eval_geometry:
         images = _eval_resize(jpegs, images, cfg, spec, exif)
