@@ -9,7 +9,7 @@ Public names::
         compute_stats, DatasetStats,                    # exact mean/std of the training split
         write_stats_file, read_stats_file,              # the stats file
         DalinormError, ConfigError, DatasetError,       # errors a user can cause (one line each)
-        StatsFileError, LeakError, UsageError, MissingDependencyError,
+        StatsFileError, LeakError, DeviceError, UsageError, MissingDependencyError,
         PipelineError,                                  # DALI failed, not because of a file
         __version__,
     )
@@ -38,6 +38,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # pragma: no cover
     from dalinorm.integration.loader import DaliLoader
     from dalinorm.integration.reference import reference_loader
+    from dalinorm.pipelines.device import DeviceError
     from dalinorm.pipelines.files import DatasetError
     from dalinorm.pipelines.graphs import PipelineError
     from dalinorm.stats.compute import LeakError, compute_stats
@@ -48,6 +49,7 @@ _LAZY = {
     "DaliLoader": "dalinorm.integration.loader",
     "DatasetError": "dalinorm.pipelines.files",
     "DatasetStats": "dalinorm.stats.file",
+    "DeviceError": "dalinorm.pipelines.device",
     "LeakError": "dalinorm.stats.compute",
     "PipelineError": "dalinorm.pipelines.graphs",
     "StatsFileError": "dalinorm.stats.file",

@@ -58,6 +58,11 @@ class DaliLoader:
     (CUDA when decoding on the GPU, else CPU). ``labels``: int64 tensor of shape [N], on the
     same device. Iterating again starts the next epoch; train epochs are fresh global shuffles,
     reproducible from ``loader.seed``; eval order is torchvision ``ImageFolder``'s.
+
+    ``device``: which GPU decodes (``3``, ``"cuda:3"``, a ``torch.device``), or ``"cpu"``.
+    Without it: ``LOCAL_RANK`` when a launcher set it (torchrun: one GPU per rank, also when
+    ``torch.cuda.set_device`` was not called; a warning when the current device differs),
+    else ``torch.cuda.current_device()``. ``loader.device: cpu`` always decodes on the CPU.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class DaliLoader:
         *,
         rank: int | None = None,
         world_size: int | None = None,
+        device: "int | str | torch.device | None" = None,  # noqa: F821
     ) -> None:
         if split not in ("train", "val"):
             raise UsageError("split", f"expected 'train' or 'val', got {split!r}")
@@ -77,7 +83,7 @@ class DaliLoader:
         self.listing: SplitListing
         self.listing, self.skipped_files = usable_listing(cfg, split)
         self.normalization: Normalization = resolve_normalization(cfg)
-        self.device_id = resolve_device_id(cfg.loader.device, local_rank=None)
+        self.device_id = resolve_device_id(cfg.loader.device, requested=device)
         self.batch_size = cfg.loader.batch_size
         self.drop_last = cfg.loader.drop_last if self.training else False
         n = len(self.listing)
