@@ -1,0 +1,136 @@
+"""The GPU check kit (benchmarks/gpu_check.sh) and the GPU decoder's upsampling setting.
+
+Without a GPU the kit's dry run runs every step that can run on the CPU (tiny data, the CPU
+twins of bench, parity, memory, train and the 2-process run, the cuda tests, all skipped) and
+records the GPU-only ones as skipped; docs/GPU.md says what a GPU session runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from testkit import REPO, make_config, write_colour_folder
+
+STEPS = ["unpack_dali", "install", "versions", "data", "bench_train", "bench_eval", "parity",
+         "cuda_tests", "decoder_parity", "memory", "train", "ddp", "numba_gpu"]
+SKIPPED_IN_DRY_RUN = {"unpack_dali", "install", "decoder_parity", "numba_gpu"}
+
+
+def _kit_module():
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- loader.jpeg_upsampling
+
+
+def test_jpeg_upsampling_is_validated_like_every_key(tmp_path):
+    from dalinorm.config import ConfigError
+
+    assert make_config(tmp_path).loader.jpeg_upsampling == "fast"  # DALI's default decoding
+    assert make_config(tmp_path, "loader.jpeg_upsampling=faithful").loader.jpeg_upsampling == "faithful"
+    with pytest.raises(ConfigError, match=r"^loader\.jpeg_upsampling: must be one of fast\|faithful, got 'exact'"):
+        make_config(tmp_path, "loader.jpeg_upsampling=exact")
+    with pytest.raises(ConfigError, match=r"loader\.jpeg_upsampleing: unknown key \(did you mean 'jpeg_upsampling'\?\)"):
+        make_config(tmp_path, "loader.jpeg_upsampleing=fast")
+
+
+def test_only_the_gpu_decoder_gets_fancy_upsampling(tmp_path):
+    # The GPU graph cannot be built without CUDA (DALI-NOTES.md), so the arguments handed to
+    # both decoders are checked here; the GPU run itself is the kit's decoder_parity step.
+    from dalinorm.pipelines.graphs import GraphSpec, _decoder_args
+
+    def args(value, device_id):
+        spec = GraphSpec(files=(), labels=(), device_id=device_id, seed=0)
+        return _decoder_args(make_config(tmp_path, f"loader.jpeg_upsampling={value}"), spec)
+
+    assert args("faithful", 0) == {"device": "mixed", "jpeg_fancy_upsampling": True}
+    assert args("fast", 0) == {"device": "mixed"}
+    assert args("faithful", None) == {"device": "cpu"} == args("fast", None)
+
+
+def test_cpu_graphs_build_and_agree_with_both_settings(tmp_path):
+    # The CPU decoder is libjpeg whatever the setting: train and eval batches must be equal
+    # bit for bit (same seed), and the graphs must build with either value.
+    from dalinorm import DaliLoader
+
+    root = tmp_path / "data"
+    write_colour_folder(root, split="train", n=12)
+    write_colour_folder(root, split="val", n=7)
+    out = {}
+    for value in ("fast", "faithful"):
+        cfg = make_config(root, "loader.resize=fast", f"loader.jpeg_upsampling={value}")
+        out[value] = [np.concatenate([images.numpy() for images, _ in DaliLoader(cfg, split)])
+                      for split in ("train", "val")]
+    for fast, faithful in zip(out["fast"], out["faithful"]):
+        assert fast.shape[0] > 0
+        np.testing.assert_array_equal(fast, faithful)
+
+
+# --------------------------------------------------------------------------- the kit
+
+
+def test_a_failing_or_hanging_step_is_recorded_and_the_next_runs(tmp_path):
+    kit_module = _kit_module()
+    kit = kit_module.Kit(kit_module.parse_args(["--dry-run", "--report", str(tmp_path / "r"),
+                                                "--work", str(tmp_path / "w")]))
+    kit.step("data", lambda: kit.python("-c", "import sys; print('broken on purpose'); sys.exit(3)",
+                                        timeout=30))
+    kit.step("train", lambda: kit.python("-c", "import time; print('hangs', flush=True); time.sleep(60)",
+                                         timeout=2))
+    kit.step("ddp", lambda: {"ran": True})
+    failed, hung, after = kit.steps
+    assert failed.status == "failed" and "exit code 3" in failed.error and "broken on purpose" in failed.error
+    assert hung.status == "failed" and "timed out after 2 s" in hung.error and "hangs" in hung.error
+    assert hung.seconds < 10  # the process group was killed, not waited for
+    assert after.status == "ok" and after.figures == {"ran": True}
+    kit.deadline = time.monotonic()  # the budget is spent: later steps are skipped, not run
+    kit.step("memory", lambda: {"ran": True})
+    assert kit.steps[-1].status == "skipped" and "no time left" in kit.steps[-1].error
+
+
+def test_dry_run_reports_every_step(tmp_path):
+    report = tmp_path / "report"
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("OUT", None)
+    start = time.monotonic()
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry-run", "--report",
+                           str(report), "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((report / "gpu_check.json").read_text())
+    steps = {s["name"]: s for s in data["steps"]}
+    assert [s["name"] for s in data["steps"]] == STEPS
+    for name, step in steps.items():
+        expected = "skipped" if name in SKIPPED_IN_DRY_RUN else "ok"
+        assert step["status"] == expected, (name, step["error"])
+        if expected == "skipped":
+            assert step["error"].startswith("dry run:"), name  # the reason is written down
+    assert data["dry_run"] is True and data["wall_s"] <= time.monotonic() - start
+    f = {name: s["figures"] for name, s in steps.items()}
+    assert f["data"]["train"] == 64 and f["data"]["val"] == 16
+    row = f["bench_train"].get("dalinorm") or f["bench_train"]["dali"]
+    assert row["median"] > 0 and 0 < f["bench_train"]["stats pass"]["fraction_of_decode_floor"]
+    assert (f["bench_eval"].get("dalinorm") or f["bench_eval"]["dali"])["median"] > 0
+    assert f["parity"]["passed"] is True and f["parity"]["num_images"] == 16
+    assert f["cuda_tests"]["failed"] == 0 and f["cuda_tests"]["skipped"] == f["cuda_tests"]["total"] > 0
+    assert [e["epoch"] for e in f["memory"]["epochs"]] == list(range(1, 11))
+    assert f["memory"]["device"] == "cpu" and f["memory"]["growth"]["host_rss"] is not None
+    assert f["train"]["epochs"][0]["epoch"] == 1 and f["ddp"]["backend"] == "gloo"
+    assert all(t["status"] == "not measured" for t in data["targets"])
+    md = (report / "gpu_check.md").read_text()
+    for name in STEPS:
+        assert f"| {name} |" in md
+    assert "dry run: needs a GPU" in md
+    assert "=== [bench_train] $" in (report / "gpu_check.log").read_text()
