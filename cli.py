@@ -256,8 +256,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from dalinorm.integration.bench import format_table, run_bench, write_report
 
     cfg = _load(args)
-    backends = ("dali", "torchvision") if args.backend == "both" else (args.backend,)
-    report = run_bench(cfg, split=args.split, backends=backends, epochs=args.epochs,
+    report = run_bench(cfg, split=args.split, candidates=args.candidates, epochs=args.epochs,
                        warmup=args.warmup, workers=args.workers, with_floor=not args.no_floor,
                        with_stats=not args.no_stats, memory_epochs=args.memory_epochs)
     print(format_table(report))
@@ -265,6 +264,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_report(Path(args.json), report)
         print(f"wrote {args.json}")
     return 0
+
+
+def _candidates_arg(text: str) -> tuple[str, ...]:
+    from dalinorm.integration.bench import CANDIDATES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown candidate {', '.join(unknown) or repr(text)}; expected a comma-separated "
+            f"list of {', '.join(CANDIDATES)}")
+    return names
 
 
 # ---------------------------------------------------------------------- parity
@@ -346,18 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="folder of .tar shards (written to: .idx, samples.tsv, manifest.json)")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("bench", help="images/s of DALI vs the torchvision DataLoader, decode floor, stats pass")
+    p = sub.add_parser("bench", help="images/s of dalinorm vs the classic and v2 torchvision "
+                                     "DataLoaders and DALI's stock graph, decode floor, stats pass")
     _add_config_args(p)
     p.add_argument("--split", choices=("train", "val"), default="train")
-    p.add_argument("--backend", choices=("dali", "torchvision", "both"), default="both")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per backend (default 3)")
+    p.add_argument("--candidates", type=_candidates_arg,
+                   default=("dalinorm", "torchvision", "torchvision-v2", "dali-stock"),
+                   metavar="A,B,...", help="loaders to time, alternating epochs: dalinorm, "
+                   "torchvision (classic transforms), torchvision-v2, dali-stock (default: all)")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per candidate (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
     p.add_argument("--workers", type=int, default=None,
                    help="torchvision DataLoader workers (default: all cores)")
     p.add_argument("--no-floor", action="store_true", help="skip the decode-only floor")
     p.add_argument("--no-stats", action="store_true", help="skip the statistics pass")
     p.add_argument("--memory-epochs", type=int, default=0, metavar="N",
-                   help="also run each backend alone in a fresh process for N epochs: peak PSS "
+                   help="also run each candidate alone in a fresh process for N epochs: peak PSS "
                         "and PSS growth from epoch 2 to N (default 0: skip)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=cmd_bench)

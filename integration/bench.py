@@ -1,14 +1,29 @@
-"""``dalinorm bench``: images/s of the DALI loader against the torchvision DataLoader.
+"""``dalinorm bench``: images/s of dalinorm's loader against the strongest plain baselines.
 
-Method: both loaders are built once; after ``warmup`` epochs each, ``epochs`` timed epochs
-alternate between the backends (dali, torchvision, dali, ...) so that drift of the machine
-hits both alike. Per epoch: images/s (wall clock, consuming every batch on the training
-device), CPU seconds per image (this process and all its children, from /proc), and the
-peak PSS of the process tree (sampled every 0.2 s; PSS shares pages between the DataLoader's
-forked workers fairly, where RSS would count them once per worker). Also measured on the
-same data, device and threads: the decode floor (a DALI pipeline that only reads and
-decodes) and the statistics pass. Reported: medians (min–max) and the DALI/torchvision
-ratio of medians.
+Candidates, each built once from the same config (steady state, a warm-up epoch not counted):
+
+- ``dalinorm``: :class:`~dalinorm.integration.loader.DaliLoader` (exact: torchvision's tensors);
+- ``torchvision``: the classic ``DataLoader`` (``ImageFolder`` + ``torchvision.transforms``
+  ``RandomResizedCrop``/``RandomHorizontalFlip``/``ToTensor``/``Normalize``, eval
+  ``Resize``/``CenterCrop``/``ToTensor``/``Normalize``, default collate, ``persistent_workers``,
+  ``pin_memory`` on a GPU machine only);
+- ``torchvision-v2``: the same with ``transforms.v2`` on PIL images
+  (``ToImage``/``ToDtype(scale=True)``/``Normalize``), default collate;
+- ``dali-stock``: DALI's stock graph for the config (:mod:`dalinorm.pipelines.stock`, DALI's
+  ResNet-50 example) through DALI's own ``DALIGenericIterator``: what exactness costs.
+
+Method: timed epochs alternate between the candidates (a, b, c, d, a, b, ...) so that drift of
+the machine hits all alike. After every epoch the bench waits until the process tree is idle
+(its CPU time stops growing, :func:`wait_until_idle`) before the next candidate starts, and
+charges that tail (DALI's prefetch of its next epoch, a worker's shutdown) to the epoch that
+caused it: an epoch runs from its first ``next()`` until its tree is idle again. Per epoch:
+images/s, CPU ms per image (this process and all its children, from /proc), the tail, and
+the PSS of the process tree once the tail is over (PSS shares pages between the DataLoader's
+forked workers fairly; reading it during the epoch would cost every candidate ≈¼ core, and
+each loader's own peak comes from ``--memory-epochs``). Reported: medians (min–max), dalinorm's speed over each
+candidate's (ratio of medians, and the range of the epoch-by-epoch ratios), the fastest
+candidate. Also measured on the same data, device and threads: the decode floor (a DALI
+pipeline that only reads and decodes) and the statistics pass.
 """
 
 from __future__ import annotations
@@ -23,11 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dalinorm.config import Config
+from dalinorm.config import Config, UsageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BenchResult", "EpochSample", "format_table", "run_bench", "summarize"]
+__all__ = ["CANDIDATES", "BenchResult", "EpochSample", "Settled", "build_candidate", "compare",
+           "fastest", "format_table", "run_bench", "summarize", "wait_until_idle"]
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -56,7 +72,8 @@ def process_tree(root: int | None = None) -> list[int]:
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU seconds of ``pids`` (from /proc/<pid>/stat)."""
+    """User + system CPU seconds of ``pids`` and of their children that have exited and
+    been waited for (from /proc/<pid>/stat), so a worker that shuts down keeps counting."""
     total = 0
     for pid in pids:
         try:
@@ -64,8 +81,64 @@ def cpu_seconds(pids: Iterable[int]) -> float:
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        # utime, stime, cutime, cstime: a live child is in ``pids`` itself, a reaped one
+        # only in its parent's cutime/cstime, so nothing is counted twice
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / TICKS
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds of this process tree so far (see :func:`cpu_seconds`)."""
+    return cpu_seconds(process_tree())
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Where a process tree went idle: the clock and CPU readings at the last moment it was
+    still working (``settled`` False: it was still busy when the wait gave up)."""
+
+    time: float
+    cpu: float
+    settled: bool
+
+
+def wait_until_idle(
+    *,
+    read_cpu: Callable[[], float] = tree_cpu_seconds,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 0.05,
+    window: float = 0.3,
+    busy_fraction: float = 0.1,
+    max_wait: float = 10.0,
+) -> Settled:
+    """Poll the tree's CPU time every ``interval`` s until it grew by at most
+    ``busy_fraction`` of one core over ``window`` s (the poll itself, ≈3% of a core, and
+    the 10 ms clock tick stay below that), at most ``max_wait`` s.
+
+    Returns the first reading after which the tree did no more than that noise: the tail's
+    end, which the epoch is charged up to (the quiet window that proves it is not charged).
+    Worked example, readings (t, cpu) every 0.1 s with window 0.3 s and 10% of a core
+    (0.03 s): (0, 5.00) (0.1, 5.18) (0.2, 5.30) (0.3, 5.30) (0.4, 5.31) (0.5, 5.31): at
+    t = 0.5 the reading at 0.2 s is the first within 0.03 s of the last and 0.3 s back, so
+    the tail ends at (0.2, 5.30): 0.2 s and 0.30 CPU s.
+    """
+    noise = busy_fraction * window
+    readings = [(clock(), read_cpu())]
+    start = readings[0][0]
+    while True:
+        sleep(interval)
+        now, cpu = clock(), read_cpu()
+        readings.append((now, cpu))
+        # CPU time never decreases: the first reading within ``noise`` of now is where the
+        # work stopped; idle once that lies a whole window back
+        first_quiet = next(r for r in readings if cpu - r[1] <= noise)
+        if now - first_quiet[0] >= window:
+            return Settled(first_quiet[0], first_quiet[1], True)
+        if now - start >= max_wait:
+            log.warning("bench: the process tree was still busy %.1f s after an epoch's last "
+                        "batch; charging the epoch up to now", now - start)
+            return Settled(now, cpu, False)
 
 
 def parse_pss_kib(smaps_rollup: str) -> int:
@@ -115,10 +188,17 @@ class PeakSampler:
 # ---------------------------------------------------------------------- arithmetic
 @dataclass
 class EpochSample:
+    """One timed epoch: ``seconds`` and ``cpu_seconds`` include the tail (the work after
+    the last batch until the tree was idle), ``tail_seconds`` / ``tail_cpu_seconds`` say
+    how much of them that was."""
+
     images: int
     seconds: float
     cpu_seconds: float
-    peak_pss: int
+    pss: int  # of the process tree, read once the epoch's tail is over
+    tail_seconds: float = 0.0
+    tail_cpu_seconds: float = 0.0
+    settled: bool = True
 
     @property
     def images_per_s(self) -> float:
@@ -137,7 +217,10 @@ class BenchResult:
     def summary(self) -> dict:
         return summarize([s.images_per_s for s in self.samples]) | {
             "cpu_ms_per_image": statistics.median(s.cpu_ms_per_image for s in self.samples),
-            "peak_pss_mib": max(s.peak_pss for s in self.samples) / 2**20,
+            "tail_ms": 1000.0 * statistics.median(s.tail_seconds for s in self.samples),
+            "tail_cpu_ms": 1000.0 * statistics.median(s.tail_cpu_seconds for s in self.samples),
+            "unsettled_epochs": sum(not s.settled for s in self.samples),
+            "pss_mib": max(s.pss for s in self.samples) / 2**20,
             "images_per_epoch": self.samples[0].images,
         }
 
@@ -152,22 +235,50 @@ def ratio(a: dict, b: dict) -> float:
     return a["median"] / b["median"]
 
 
+def compare(results: dict[str, BenchResult], reference: str = "dalinorm") -> dict:
+    """``reference``'s speed over every other candidate's: the ratio of the medians and the
+    range of the epoch-by-epoch ratios (epoch k of one against epoch k of the other, which
+    ran next to each other)."""
+    ref = results[reference]
+    out = {}
+    for name, other in results.items():
+        if name == reference:
+            continue
+        paired = [a.images_per_s / b.images_per_s for a, b in zip(ref.samples, other.samples)]
+        out[name] = {"ratio_of_medians": ratio(ref.summary(), other.summary()),
+                     "paired_min": min(paired), "paired_max": max(paired)}
+    return out
+
+
+def fastest(summaries: dict[str, dict]) -> str:
+    """The candidate with the highest median images/s."""
+    return max(summaries, key=lambda name: summaries[name]["median"])
+
+
 # ---------------------------------------------------------------------- measuring
-def _time_epoch(batches: Callable[[], Iterable], to_device: Callable, sampler: PeakSampler) -> EpochSample:
+def _time_epoch(batches: Iterable, to_device: Callable,
+                settle: Callable[[], Settled] = wait_until_idle) -> EpochSample:
+    """One epoch of ``batches``, charged until the process tree is idle after it. Call it
+    on an idle tree (the previous epoch's wait sees to that). The tree's PSS is read after
+    the wait: reading smaps took ≈150 ms of CPU for 5 processes of torch and DALI, so a PSS
+    sampler running during the epoch would slow every candidate by a quarter of a core."""
     import torch
 
-    sampler.reset()
-    cpu0 = cpu_seconds(process_tree())
+    cpu0 = tree_cpu_seconds()
     start = time.perf_counter()
     images = 0
-    for x, _ in batches():
+    for x, _ in batches:
         x = to_device(x)
         images += x.shape[0]
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    cpu = cpu_seconds(process_tree()) - cpu0
-    return EpochSample(images, seconds, cpu, sampler.peak)
+    last = time.perf_counter()
+    cpu_last = tree_cpu_seconds()
+    end = settle()
+    end_time, end_cpu = max(end.time, last), max(end.cpu, cpu_last)
+    return EpochSample(images, end_time - start, end_cpu - cpu0, tree_pss_bytes(process_tree()),
+                       tail_seconds=end_time - last, tail_cpu_seconds=end_cpu - cpu_last,
+                       settled=end.settled)
 
 
 def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) -> BenchResult:
@@ -200,58 +311,182 @@ def stats_pass(cfg: Config, epochs: int) -> BenchResult:
 def _repeat(name: str, images: int, one_epoch: Callable[[], object], epochs: int) -> BenchResult:
     """Time ``one_epoch`` over ``images`` images ``epochs`` times, after one warm-up run."""
     result = BenchResult(name)
-    with PeakSampler() as sampler:
-        for epoch in range(epochs + 1):
-            sampler.reset()
-            cpu0 = cpu_seconds(process_tree())
-            start = time.perf_counter()
-            one_epoch()
-            sample = EpochSample(images, time.perf_counter() - start,
-                                 cpu_seconds(process_tree()) - cpu0, sampler.peak)
-            if epoch:  # the first is warm-up
-                result.samples.append(sample)
+    wait_until_idle()
+    for epoch in range(epochs + 1):
+        cpu0 = tree_cpu_seconds()
+        start = time.perf_counter()
+        one_epoch()
+        last, cpu_last = time.perf_counter(), tree_cpu_seconds()
+        end = wait_until_idle()
+        end_time, end_cpu = max(end.time, last), max(end.cpu, cpu_last)
+        sample = EpochSample(images, end_time - start, end_cpu - cpu0, tree_pss_bytes(process_tree()),
+                             end_time - last, end_cpu - cpu_last, end.settled)
+        if epoch:  # the first is warm-up
+            result.samples.append(sample)
     return result
+
+
+# ---------------------------------------------------------------------- candidates
+CANDIDATES: dict[str, str] = {
+    "dalinorm": "dalinorm DaliLoader (exact: torchvision's tensors)",
+    "torchvision": "classic DataLoader: ImageFolder + transforms (v1), default collate",
+    "torchvision-v2": "DataLoader: ImageFolder + transforms.v2 on PIL, default collate",
+    "dali-stock": "DALI's stock graph (RN50 example) + DALIGenericIterator, not exact",
+}
+# The DataLoaders' batches in flight per worker: PyTorch's default; with 2+ workers that is
+# at least DALI's prefetch depth of 2, and throughput does not grow with more.
+PREFETCH_FACTOR = 2
+
+
+def plain_transform(cfg: Config, split: str, *, v2: bool):
+    """The config's recipe as a torchvision user writes it: ``transforms`` (v1: ...,
+    ``ToTensor``, ``Normalize``) or ``transforms.v2`` on PIL images (..., ``ToImage``,
+    ``ToDtype(float32, scale=True)``, ``Normalize``). float32 CHW."""
+    import torch
+
+    from dalinorm.pipelines.normalize import resolve_normalization
+
+    if v2:
+        from torchvision.transforms import v2 as T
+
+        to_tensor = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
+    else:
+        import torchvision.transforms as T
+
+        to_tensor = [T.ToTensor()]
+    norm = resolve_normalization(cfg)
+    if split == "train":
+        geometry = [T.RandomResizedCrop(cfg.train.size, scale=cfg.train.scale, ratio=cfg.train.ratio,
+                                        antialias=True),
+                    T.RandomHorizontalFlip(cfg.train.hflip)]
+    else:
+        geometry = [T.Resize(cfg.eval.resize_shorter, antialias=True), T.CenterCrop(cfg.eval.crop)]
+    return T.Compose([*geometry, *to_tensor, T.Normalize(mean=list(norm.mean), std=list(norm.std))])
+
+
+def plain_dataloader(cfg: Config, split: str, *, workers: int, v2: bool):
+    """A plain torchvision ``DataLoader`` over the split (the same files as dalinorm):
+    ``ImageFolder`` with its default PIL loader, :func:`plain_transform`, default collate,
+    ``persistent_workers``, ``pin_memory`` only when a GPU is there to pin for."""
+    import torch
+    from torchvision.datasets import ImageFolder
+
+    from dalinorm.integration.reference import _ListedImages, _open_rgb
+    from dalinorm.pipelines.files import usable_listing
+
+    listing, _ = usable_listing(cfg, split)
+    transform = plain_transform(cfg, split, v2=v2)
+    exif = cfg.data.exif == "apply"
+    if cfg.data.format == "imagefolder":
+        usable = {str(f) for f in listing.files}
+        extra = {"loader": _open_rgb(True)} if exif else {}  # else torchvision's own loader
+        dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform,
+                              is_valid_file=usable.__contains__, **extra)
+    else:  # a file list or a pack: the listing's sources, member by member
+        dataset = _ListedImages(listing, transform, _open_rgb(exif))
+    training = split == "train"
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.loader.batch_size, shuffle=training,
+        drop_last=cfg.loader.drop_last if training else False, num_workers=workers,
+        persistent_workers=workers > 0, prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(cfg.loader.seed),
+    )
+
+
+class StockDaliLoader:
+    """DALI's stock graph for the config (:mod:`dalinorm.pipelines.stock`) behind DALI's
+    own ``DALIGenericIterator`` (reader-linked, one shard), yielding ``(images, labels)``."""
+
+    def __init__(self, cfg: Config, split: str, device_id: int | None) -> None:
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        from dalinorm.pipelines.files import usable_listing
+        from dalinorm.pipelines.graphs import READER_NAME, GraphSpec
+        from dalinorm.pipelines.normalize import resolve_normalization
+        from dalinorm.pipelines.stock import build_stock_eval_pipeline, build_stock_train_pipeline
+
+        listing, _ = usable_listing(cfg, split)
+        spec = GraphSpec.for_block(listing, 0, len(listing), device_id=device_id, seed=cfg.loader.seed)
+        training = split == "train"
+        build = build_stock_train_pipeline if training else build_stock_eval_pipeline
+        pipe = build(cfg, spec, resolve_normalization(cfg))
+        drop = training and cfg.loader.drop_last
+        self._iterator = DALIGenericIterator(
+            pipe, ["images", "labels"], reader_name=READER_NAME, auto_reset=True,
+            last_batch_policy=LastBatchPolicy.DROP if drop else LastBatchPolicy.PARTIAL,
+        )
+
+    def __iter__(self):
+        for data in self._iterator:
+            yield data[0]["images"], data[0]["labels"]
+
+
+def build_candidate(name: str, cfg: Config, split: str, *, workers: int,
+                    device_id: int | None = None):
+    """The loader ``name`` (a key of :data:`CANDIDATES`) for ``split``: iterating it is
+    one epoch of ``(images, labels)`` batches."""
+    if name == "dalinorm":
+        from dalinorm.integration.loader import DaliLoader
+
+        return DaliLoader(cfg, split)
+    if name in ("torchvision", "torchvision-v2"):
+        return plain_dataloader(cfg, split, workers=workers, v2=name == "torchvision-v2")
+    if name == "dali-stock":
+        return StockDaliLoader(cfg, split, device_id)
+    raise UsageError("candidates", f"{name!r} is not a bench candidate; expected one of "
+                                   f"{', '.join(CANDIDATES)}")
+
+
+def _dali_device_id(cfg: Config) -> int | None:
+    """The DALI device the stock graph decodes on: dalinorm's choice for ``loader.device``."""
+    from dalinorm.pipelines.device import resolve_device_id
+
+    return resolve_device_id(cfg.loader.device)
 
 
 def run_bench(
     cfg: Config,
     *,
     split: str = "train",
-    backends: tuple[str, ...] = ("dali", "torchvision"),
+    candidates: tuple[str, ...] = tuple(CANDIDATES),
     epochs: int = 3,
     warmup: int = 1,
     workers: int | None = None,
     with_floor: bool = True,
     with_stats: bool = True,
     memory_epochs: int = 0,
+    settle: Callable[[], Settled] = wait_until_idle,
 ) -> dict:
     """Measure and return a JSON-able report (see the module docstring for the method)."""
     import torch
 
-    from dalinorm.integration.loader import DaliLoader
-    from dalinorm.integration.reference import reference_loader
-
+    for name in candidates:
+        if name not in CANDIDATES:
+            raise UsageError("candidates", f"{name!r} is not a bench candidate; expected one of "
+                                           f"{', '.join(CANDIDATES)}")
     workers = (os.cpu_count() or 1) if workers is None else workers
-    loaders = {}
-    if "dali" in backends:
-        loaders["dali"] = DaliLoader(cfg, split)
-    if "torchvision" in backends:
-        loaders["torchvision"] = reference_loader(cfg, split, num_workers=workers)
+    device_id = _dali_device_id(cfg)
+    loaders = {name: build_candidate(name, cfg, split, workers=workers, device_id=device_id)
+               for name in candidates}
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
     def to_device(x):
         return x.to(device, non_blocking=True)
 
     results = {name: BenchResult(name) for name in loaders}
-    with PeakSampler() as sampler:
+    # the DataLoaders fork their workers first, before DALI starts its threads
+    warm = sorted(loaders, key=lambda name: name.startswith(("dalinorm", "dali-")))
+    settle()
+    for name in warm:
+        for _ in range(warmup):
+            _time_epoch(loaders[name], to_device, settle)
+    for epoch in range(epochs):
         for name, loader in loaders.items():
-            for _ in range(warmup):
-                _time_epoch(lambda: loader, to_device, sampler)
-        for epoch in range(epochs):
-            for name, loader in loaders.items():
-                sample = _time_epoch(lambda: loader, to_device, sampler)
-                results[name].samples.append(sample)
-                log.info("epoch %d %s: %.0f images/s", epoch + 1, name, sample.images_per_s)
+            sample = _time_epoch(loader, to_device, settle)
+            results[name].samples.append(sample)
+            log.info("epoch %d %s: %.0f images/s (tail %.0f ms, %.0f CPU ms)", epoch + 1, name,
+                     sample.images_per_s, 1000 * sample.tail_seconds, 1000 * sample.tail_cpu_seconds)
     report = {
         "config": str(cfg.source_path),
         "split": split,
@@ -261,9 +496,14 @@ def run_bench(
         "batch_size": cfg.loader.batch_size,
         "dali_threads": cfg.loader.num_threads,
         "torchvision_workers": workers,
+        "dataloader_prefetch_factor": PREFETCH_FACTOR,
+        "candidates": {name: CANDIDATES[name] for name in loaders},
         "results": {name: r.summary() for name, r in results.items()},
     }
-    device_id = getattr(loaders.get("dali"), "device_id", None)
+    if results:
+        report["fastest"] = fastest(report["results"])
+    if "dalinorm" in results and len(results) > 1:
+        report["dalinorm_over"] = compare(results)
     loaders.clear()
     if with_floor:
         report["results"]["decode floor"] = decode_floor(cfg, split, device_id, epochs).summary()
@@ -271,28 +511,20 @@ def run_bench(
         report["results"]["stats pass"] = stats_pass(cfg, epochs).summary()
     if memory_epochs:
         report["memory"] = {name: memory_profile(cfg, split, name, memory_epochs, workers)
-                            for name in backends}
+                            for name in candidates}
     res = report["results"]
-    if "dali" in res and "torchvision" in res:
-        report["dali_over_torchvision"] = ratio(res["dali"], res["torchvision"])
     if "decode floor" in res:
-        for name in ("dali", "torchvision", "stats pass"):
-            if name in res:
-                res[name]["fraction_of_decode_floor"] = ratio(res[name], res["decode floor"])
+        for name, r in res.items():
+            if name != "decode floor":
+                r["fraction_of_decode_floor"] = ratio(r, res["decode floor"])
     return report
 
 
 def _memory_child(cfg: Config, split: str, backend: str, epochs: int, workers: int, queue) -> None:
     """In a fresh process: one loader alone, ``epochs`` epochs, PSS of the tree after each."""
     try:
-        if backend == "dali":
-            from dalinorm.integration.loader import DaliLoader
-
-            loader = DaliLoader(cfg, split)
-        else:
-            from dalinorm.integration.reference import reference_loader
-
-            loader = reference_loader(cfg, split, num_workers=workers)
+        loader = build_candidate(backend, cfg, split, workers=workers,
+                                 device_id=_dali_device_id(cfg) if backend == "dali-stock" else None)
         after = []
         with PeakSampler() as sampler:
             sampler.reset()
@@ -307,8 +539,8 @@ def _memory_child(cfg: Config, split: str, backend: str, epochs: int, workers: i
 
 
 def memory_profile(cfg: Config, split: str, backend: str, epochs: int, workers: int) -> dict:
-    """Peak PSS and PSS growth of one backend measured alone, in a fresh process (so the
-    other loader's memory and the parent's imports do not count), over ``epochs`` epochs."""
+    """Peak PSS and PSS growth of one candidate measured alone, in a fresh process (so the
+    other loaders' memory and the parent's imports do not count), over ``epochs`` epochs."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -326,22 +558,34 @@ def memory_profile(cfg: Config, split: str, backend: str, epochs: int, workers: 
 
 
 def format_table(report: dict) -> str:
+    """The report as a text table: one row per candidate and for the floor and stats pass."""
     lines = [
-        f"{report['split']} split ({report.get('format', 'imagefolder')}), device {report['device']}, {report['cores']} cores, batch "
-        f"{report['batch_size']}, DALI threads {report['dali_threads']}, torchvision workers "
-        f"{report['torchvision_workers']}",
-        f"{'path':<14}{'img/s median':>13}{'(min-max)':>17}{'CPU ms/img':>12}{'peak PSS MiB':>14}{'of floor':>10}",
+        f"{report['split']} split ({report.get('format', 'imagefolder')}), device {report['device']}, "
+        f"{report['cores']} cores, batch {report['batch_size']}, DALI threads {report['dali_threads']}, "
+        f"DataLoader workers {report['torchvision_workers']}",
+        f"{'candidate':<16}{'img/s median':>13}{'(min-max)':>15}{'dalinorm x (range)':>21}"
+        f"{'CPU ms/img':>11}{'tail ms':>9}{'PSS MiB':>9}{'of floor':>9}",
     ]
+    over = report.get("dalinorm_over", {})
     for name, r in report["results"].items():
         frac = r.get("fraction_of_decode_floor")
         spread = f"({r['min']:.0f}-{r['max']:.0f})"
+        versus = ""
+        if name in over:
+            o = over[name]
+            versus = f"{o['ratio_of_medians']:.2f} ({o['paired_min']:.2f}-{o['paired_max']:.2f})"
+        tail = f"{r['tail_ms']:.0f}" if "tail_ms" in r else ""
         lines.append(
-            f"{name:<14}{r['median']:>13.0f}{spread:>17}"
-            f"{r['cpu_ms_per_image']:>12.2f}{r['peak_pss_mib']:>14.0f}"
-            f"{(f'{frac:.0%}' if frac is not None else ''):>10}"
+            f"{name:<16}{r['median']:>13.0f}{spread:>15}{versus:>21}"
+            f"{r['cpu_ms_per_image']:>11.2f}{tail:>9}{r['pss_mib']:>9.0f}"
+            f"{(f'{frac:.0%}' if frac is not None else ''):>9}"
         )
-    if "dali_over_torchvision" in report:
-        lines.append(f"DALI / torchvision (medians): {report['dali_over_torchvision']:.2f}x")
+    if "fastest" in report:
+        lines.append(f"fastest: {report['fastest']}")
+    lines.append("dalinorm x: dalinorm's median img/s over the candidate's (range: epoch by epoch); "
+                 "tail: work after the last batch, charged to the epoch")
+    for name, text in report.get("candidates", {}).items():
+        lines.append(f"  {name}: {text}")
     for name, mem in report.get("memory", {}).items():
         growth = mem.get("growth_epoch2_to_last")
         lines.append(
