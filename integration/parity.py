@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from dalinorm.config import Config
 
@@ -205,7 +205,8 @@ class ParityReport:
 
 # --------------------------------------------------------------------------- the two paths
 def _dali_eval_batches(cfg: Config, split: str):
-    """(files, batches of numpy outputs) of DALI's eval graph over ``split``, one process.
+    """(listing, device, batches of numpy outputs) of DALI's eval graph over ``split``, one
+    process, in the listing's order.
 
     ``val`` goes through ``DaliLoader`` exactly as training code iterates it. ``train`` gets
     the same eval graph over the training images (DaliLoader's train split augments instead).
@@ -225,7 +226,7 @@ def _dali_eval_batches(cfg: Config, split: str):
             finally:
                 loader.close()
 
-        return list(loader.listing.files), device, batches()
+        return loader.listing, device, batches()
 
     from dalinorm.pipelines.device import resolve_device_id
     from dalinorm.pipelines.files import usable_listing
@@ -234,8 +235,8 @@ def _dali_eval_batches(cfg: Config, split: str):
 
     listing, _ = usable_listing(cfg, split)
     device_id = resolve_device_id(cfg.loader.device)
-    spec = GraphSpec(files=[str(f) for f in listing.files], labels=list(listing.labels),
-                     device_id=device_id, seed=cfg.loader.seed)
+    # the files, or a pack's tars in order
+    spec = GraphSpec.for_block(listing, 0, len(listing), device_id=device_id, seed=cfg.loader.seed)
     pipe = build_eval_pipeline(cfg, spec, resolve_normalization(cfg))
     pipe.build()
     n_batches = math.ceil(len(listing) / cfg.loader.batch_size)
@@ -245,20 +246,22 @@ def _dali_eval_batches(cfg: Config, split: str):
             images = images.as_cpu() if hasattr(images, "as_cpu") else images
             yield np.stack([np.asarray(images[i], dtype=np.float32) for i in range(len(images))])
 
-    return list(listing.files), "cpu" if device_id is None else "gpu", batches()
+    return listing, "cpu" if device_id is None else "gpu", batches()
 
 
-def _reference_outputs(cfg: Config, files: Sequence[Path]):
-    """torchvision's eval transform of each file, as float32 numpy in the configured layout,
-    after the configured dtype (the reference loader casts to float16 the same way)."""
+def _reference_outputs(cfg: Config, listing, limit: int):
+    """torchvision's eval transform of the first ``limit`` images of ``listing``, as float32
+    numpy in the configured layout, after the configured dtype (the reference loader casts to
+    float16 the same way). Images are read from the listing's sources: their files, or their
+    bytes inside a pack's tars (a pack's original paths need not exist)."""
     import torch
 
     from dalinorm.integration.reference import _open_rgb, reference_transform
 
     transform = reference_transform(cfg, "val")
     load = _open_rgb(cfg.data.exif == "apply")
-    for path in files:
-        x = transform(load(str(path)))
+    for i in range(limit):
+        x = transform(load(listing.source(i)))
         if cfg.output.layout == "NHWC":
             x = x.permute(1, 2, 0)
         if cfg.output.dtype == "float16":
@@ -278,7 +281,8 @@ def run_eval_parity(cfg: Config, *, split: str = "val", n: int | None = None) ->
     if n is not None and n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     norm = resolve_normalization(cfg)
-    files, device, dali_batches = _dali_eval_batches(cfg, split)
+    listing, device, dali_batches = _dali_eval_batches(cfg, split)
+    files = listing.files
     limit = len(files) if n is None else min(n, len(files))
     channel_axis = 0 if cfg.output.layout == "NCHW" else 2
     other_axes = tuple(a for a in range(3) if a != channel_axis)
@@ -289,7 +293,7 @@ def run_eval_parity(cfg: Config, *, split: str = "val", n: int | None = None) ->
     per_image: list[ImageDiff] = []
     mismatches: list[str] = []
     levels_per_unit = 255.0 * np.asarray(norm.std)
-    reference = _reference_outputs(cfg, files[:limit])
+    reference = _reference_outputs(cfg, listing, limit)
     index = 0
     for batch in dali_batches:
         for dali in batch:

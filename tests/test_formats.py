@@ -449,3 +449,33 @@ def test_foreign_tar_with_scattered_sample_members_is_refused(colour_data, tmp_p
             archive.addfile(info, io.BytesIO(payload))
     with pytest.raises(DatasetError, match="a.tar: the members of a sample are not consecutive"):
         index_shards(tmp_path / "wds")
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_parity_reads_a_pack_without_its_original_files(tmp_path, split):
+    """`dalinorm parity` over a webdataset pack reads the reference images from the tars (the
+    listing's sources): the original files are gone, and the result is the folder's own
+    (bit-exact on the CPU), image for image, in the pack's order."""
+    import shutil
+
+    from dalinorm.cli import main
+    from dalinorm.integration.parity import run_eval_parity
+    from testkit import write_textured_folder
+
+    source = tmp_path / "source"
+    write_textured_folder(source, split=split, n=11, seed=8)
+    folder_report = run_eval_parity(make_config(source, "eval.resize_shorter=48", "eval.crop=40"),
+                                    split=split)
+    pack_split(make_config(source), split=split, out=tmp_path / "pack" / split, shard_size=40_000)
+    shutil.rmtree(source)  # a pack travels without the folder it was made from
+    config = tmp_path / "pack.yaml"
+    config.write_text(f"data: {{root: {tmp_path / 'pack'}, format: webdataset}}\nloader: "
+                      "{batch_size: 4, num_threads: 2, device: cpu}\neval: {resize_shorter: 48, crop: 40}\n")
+    out = tmp_path / "parity.json"
+    assert main(["parity", str(config), "--split", split, "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["num_images"] == 11 and data["passed"] and data["shape_mismatches"] == []
+    assert max(data["max_abs"]) <= 1e-5  # the CPU's pil path is bit-exact, also from tars
+    # images are named by their original paths, relative to data.root, as for the folder
+    assert all(d["file"].startswith(f"{split}/class_") for d in data["worst"])
+    assert data["compared_pixels"] == folder_report.compared_pixels == 11 * 40 * 40
