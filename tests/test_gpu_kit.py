@@ -46,18 +46,45 @@ def test_jpeg_upsampling_is_validated_like_every_key(tmp_path):
         make_config(tmp_path, "loader.jpeg_upsampleing=fast")
 
 
-def test_only_the_gpu_decoder_gets_fancy_upsampling(tmp_path):
-    # The GPU graph cannot be built without CUDA (DALI-NOTES.md), so the arguments handed to
-    # both decoders are checked here; the GPU run itself is the kit's decoder_parity step.
-    from dalinorm.pipelines.graphs import GraphSpec, _decoder_args
+def _decoder_specs(pipe) -> list[str]:
+    """The OpSpec text of every decoder in a defined (not built) DALI graph."""
+    found, stack, seen = [], list(pipe._graph_out), set()
+    while stack:
+        op = stack.pop().source
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        if "decoders__" in str(op.spec).splitlines()[0]:
+            found.append(str(op.spec))
+        stack.extend(op.inputs)
+    return found
 
-    def args(value, device_id):
-        spec = GraphSpec(files=(), labels=(), device_id=device_id, seed=0)
-        return _decoder_args(make_config(tmp_path, f"loader.jpeg_upsampling={value}"), spec)
 
-    assert args("faithful", 0) == {"device": "mixed", "jpeg_fancy_upsampling": True}
-    assert args("fast", 0) == {"device": "mixed"}
-    assert args("faithful", None) == {"device": "cpu"} == args("fast", None)
+@pytest.mark.parametrize("decode", ["mixed", "cpu"])
+@pytest.mark.parametrize("value", ["fast", "faithful"])
+def test_every_gpu_decoder_gets_fancy_upsampling_only_when_faithful(tmp_path, decode, value):
+    # A GPU graph cannot be built without CUDA (DALI-NOTES.md), but it can be defined: the
+    # decode device is forced to "mixed" and each decoder's arguments are read from its spec
+    # (train's fused random-crop decode, the eval decode, the decode floor's). The GPU run
+    # itself is the kit's decoder_parity step.
+    from dalinorm.pipelines.graphs import (GraphSpec, build_decode_pipeline, build_eval_pipeline,
+                                           build_train_pipeline)
+    from dalinorm.pipelines.normalize import Normalization
+
+    class Spec(GraphSpec):
+        @property
+        def decode_device(self) -> str:
+            return decode
+
+    data = write_colour_folder(tmp_path, n=4)
+    cfg = make_config(tmp_path, "loader.resize=fast", f"loader.jpeg_upsampling={value}")
+    spec = Spec(files=[str(f) for f in data.files], labels=list(data.labels), device_id=None, seed=0)
+    norm = Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "test")
+    specs = [text for pipe in (build_train_pipeline(cfg, spec, norm), build_eval_pipeline(cfg, spec, norm),
+                               build_decode_pipeline(cfg, spec)) for text in _decoder_specs(pipe)]
+    assert len(specs) == 3 and all(f"device: {decode}" in text for text in specs)
+    fancy = decode == "mixed" and value == "faithful"
+    assert all(("jpeg_fancy_upsampling: True" in text) == fancy for text in specs), specs
 
 
 def test_cpu_graphs_build_and_agree_with_both_settings(tmp_path):
