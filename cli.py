@@ -61,8 +61,7 @@ def _stream_epoch(loader) -> dict:
     """One epoch through ``loader``: counts, shapes, speed and per-channel output moments."""
     import torch
 
-    channel_dim = 1 if loader.cfg.output.layout == "NCHW" else 3
-    reduce_dims = [d for d in range(4) if d != channel_dim]
+    reduce_dims = [0, 2, 3]  # images are [N, C, H, W] in either memory format
     total = torch.zeros(3, dtype=torch.float64)
     total_sq = torch.zeros(3, dtype=torch.float64)
     values = 0

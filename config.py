@@ -289,6 +289,8 @@ class OutputConfig:
     """dtype and layout of the image tensors handed to PyTorch."""
 
     dtype: Literal["float32", "float16"] = "float32"
+    # memory format of the [N, C, H, W]-shaped tensors: NCHW is contiguous, NHWC is
+    # torch.channels_last (the shape stays [N, C, H, W]; only the strides differ)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
 
 

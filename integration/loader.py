@@ -54,10 +54,13 @@ def _permutation(n: int, seed: int) -> list[int]:
 class DaliLoader:
     """Iterate ``(images, labels)`` batches of a split through a DALI pipeline.
 
-    ``images``: float32/float16 tensor, NCHW or NHWC as configured, on the pipeline's device
-    (CUDA when decoding on the GPU, else CPU). ``labels``: int64 tensor of shape [N], on the
-    same device. Iterating again starts the next epoch; train epochs are fresh global shuffles,
-    reproducible from ``loader.seed``; eval order is torchvision ``ImageFolder``'s.
+    ``images``: float32/float16 tensor of shape [N, C, H, W] on the pipeline's device (CUDA
+    when decoding on the GPU, else CPU); with ``output.layout: NHWC`` its memory is NHWC
+    (``torch.channels_last``: a view of DALI's HWC output, no copy), which is what a model
+    after ``.to(memory_format=torch.channels_last)`` takes. ``labels``: int64 tensor of shape
+    [N], on the same device. Iterating again starts the next epoch; train epochs are fresh
+    global shuffles, reproducible from ``loader.seed``; eval order is torchvision
+    ``ImageFolder``'s.
 
     ``device``: which GPU decodes (``3``, ``"cuda:3"``, a ``torch.device``), or ``"cpu"``.
     Without it: ``LOCAL_RANK`` when a launcher set it (torchrun: one GPU per rank, also when
@@ -224,7 +227,8 @@ class DaliLoader:
         if self._pipeline is None:
             raise UsageError("DaliLoader", "this loader was closed; build a new one to iterate again")
         if self._feed is None:
-            self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing)
+            self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing,
+                                       channels_last=self.cfg.output.layout == "NHWC")
         if self._consumed == self._pipeline_batches:
             self._consumed = 0  # the previous epoch was read to its end
         if self._consumed and not self._resuming:
@@ -320,12 +324,13 @@ class _PipelineFeed:
     """Runs a built pipeline with its prefetch queue kept full, batch after batch across
     epochs, and hands each batch over as torch tensors on the pipeline's device."""
 
-    def __init__(self, pipe, device_id: int | None, listing=None) -> None:
+    def __init__(self, pipe, device_id: int | None, listing=None, *, channels_last: bool = False) -> None:
         import torch
         from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
 
         self._pipe = pipe
         self._listing = listing  # names an image of a pack in errors
+        self._channels_last = channels_last  # the images output is [N, H, W, C] (DALI's HWC)
         self._feed_ndarray = feed_ndarray
         self._to_torch_type = to_torch_type
         self._device = torch.device("cpu") if device_id is None else torch.device("cuda", device_id)
@@ -352,4 +357,7 @@ class _PipelineFeed:
                                  device=self._device)
             self._feed_ndarray(output, tensor, cuda_stream=stream)
             tensors.append(tensor)
+        if self._channels_last:
+            # [N, H, W, C] memory seen as [N, C, H, W]: torch's channels_last format, no copy
+            tensors[0] = tensors[0].permute(0, 3, 1, 2)
         return tuple(tensors)

@@ -222,6 +222,8 @@ def _dali_eval_batches(cfg: Config, split: str):
         def batches():
             try:
                 for images, _ in loader:
+                    if cfg.output.layout == "NHWC":  # [N, C, H, W] channels_last: its memory order
+                        images = images.permute(0, 2, 3, 1)
                     yield images.float().cpu().numpy()
             finally:
                 loader.close()

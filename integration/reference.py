@@ -2,7 +2,7 @@
 
 ``reference_loader(cfg, split)`` builds torchvision's ``ImageFolder`` with torchvision's
 transforms for the recipe the DALI graphs implement, the same normalization (including
-``source: stats`` and ``mode: global``), output dtype and layout, and the same
+``source: stats`` and ``mode: global``), output dtype and memory format, and the same
 ``(images, labels)`` contract. It is what the parity suite holds DALI to, and the baseline
 of ``dalinorm bench``.
 """
@@ -69,7 +69,10 @@ def reference_transform(cfg: Config, split: str):
 
 
 class _Collate:
-    """Stack, then the configured dtype and layout (picklable for worker processes)."""
+    """Stack, then the configured dtype and memory format (picklable for worker processes).
+
+    Images stay [N, C, H, W]-shaped; ``layout == "NHWC"`` stores them channels_last (NHWC
+    memory), as ``DaliLoader`` does."""
 
     def __init__(self, dtype: str, layout: str) -> None:
         self.dtype = dtype
@@ -79,10 +82,10 @@ class _Collate:
         import torch
 
         images = torch.stack([img for img, _ in batch])
-        if self.layout == "NHWC":
-            images = images.permute(0, 2, 3, 1).contiguous()
         if self.dtype == "float16":
             images = images.half()
+        if self.layout == "NHWC":
+            images = images.contiguous(memory_format=torch.channels_last)
         labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
         return images, labels
 
