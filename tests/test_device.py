@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dalinorm import ConfigError, DaliLoader, DalinormError
+import dalinorm.pipelines.device as device_module
 from dalinorm.pipelines.device import (
     DeviceError,
     choose_device,
@@ -168,6 +169,7 @@ def test_dali_loader_decodes_on_local_rank_gpu(colour_data, monkeypatch, caplog)
     monkeypatch.setenv("LOCAL_RANK", str(last))
     assert torch.cuda.current_device() == 0  # nobody called set_device
     caplog.set_level(logging.WARNING, logger="dalinorm.pipelines.device")
+    monkeypatch.setattr(device_module, "_warned", set())  # each warning is logged once per process
     for data, split in ((train, "train"), (val, "val")):
         loader = DaliLoader(make_config(data.root, "loader.device=gpu"), split)
         x, y = next(iter(loader))
