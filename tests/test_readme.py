@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -52,7 +53,11 @@ def _third_party_imports(paths: list[Path]) -> set[str]:
     skipped: set[str] = set()
     for path in paths:
         text = path.read_text()
-        names |= set(re.findall(r"^\s*(?:from|import) ([A-Za-z_]\w*)", text, re.M))
+        for node in ast.walk(ast.parse(text)):  # also the imports inside functions
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
         skipped |= set(re.findall(r"importorskip\(\"([A-Za-z_]\w*)", text))
     local = {p.stem for p in paths} | {"dalinorm", "testkit", "conftest"}
     return {n for n in names - skipped - local if n not in sys.stdlib_module_names}
