@@ -138,7 +138,9 @@ class DataConfig:
     # EXIF orientation: "ignore" matches torchvision/PIL (which do not rotate), "apply" rotates.
     exif: Literal["ignore", "apply"] = "ignore"
     # What to do with files that cannot be used: "error" names the first one and stops;
-    # "skip" reads only the files listed in checked_list (written by `dalinorm check-data`).
+    # "skip" reads only the files listed as good in checked_list (written by `dalinorm
+    # check-data --write-list`) or, without one, runs those checks once per split and caches
+    # the list by the split's fingerprint (data.root/.dalinorm-cache, else ~/.cache/dalinorm).
     on_bad_file: Literal["error", "skip"] = "error"
     checked_list: Path | None = None
     # Images with more pixels than this are reported by check-data (decompression bombs).
@@ -152,12 +154,6 @@ class DataConfig:
             "on_bad_file",
             "'skip' cannot drop samples inside tar shards; pack only the good files instead "
             "(`dalinorm pack` honours data.on_bad_file: skip with data.checked_list)",
-        )
-        _require(
-            self.on_bad_file == "error" or self.checked_list is not None,
-            "checked_list",
-            "is required when data.on_bad_file is 'skip' (write one with "
-            "`dalinorm check-data CONFIG --write-list PATH`)",
         )
         for name in ("train", "val"):
             value = getattr(self, name)

@@ -32,12 +32,19 @@ from typing import Iterable
 
 from dalinorm.config import Config
 from dalinorm.pipelines.device import resolve_device_id
-from dalinorm.pipelines.files import CHECKED_LIST_HEADER, SplitListing, list_split, read_source
+from dalinorm.pipelines.files import (
+    CHECKED_LIST_HEADER,
+    SplitListing,
+    list_split,
+    read_source,
+    register_split_checker,
+)
 from dalinorm.pipelines.graphs import explain_pipeline_error, is_file_error
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BadFile", "CheckReport", "check_files", "check_split", "format_checked_list"]
+__all__ = ["BadFile", "CheckReport", "check_files", "check_split", "format_checked_list",
+           "write_split_check"]
 
 _MAGIC = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -266,3 +273,23 @@ def format_checked_list(reports: Iterable[CheckReport], root: Path) -> str:
     for report in reports:
         lines += [f.relative_to(root).as_posix() for f in report.good]
     return "\n".join(lines) + "\n"
+
+
+def write_split_check(cfg: Config, split: str, listing: SplitListing, path: Path, key: str) -> None:
+    """Check every image of ``listing`` (with a progress bar) and write the checked list to
+    ``path`` atomically, ``key`` as its second line (``data.on_bad_file: skip`` without
+    ``data.checked_list``: pipelines/files.py decides where, and when the list is stale)."""
+    from dalinorm.stats.file import write_atomically
+
+    sources = [listing.source(i) for i in range(len(listing))]
+    bad = _check(list(listing.files), sources, cfg, progress=True, desc=f"check {split}",
+                 where=listing.describe if listing.packed else None)
+    head, rest = format_checked_list([CheckReport(split, listing, bad)], cfg.data.root).split("\n", 1)
+    write_atomically(path, f"{head}\n{key}\n{rest}".encode("utf-8", "surrogateescape"))
+    for b in bad:
+        log.info("unusable, skipped: %s", b)
+    log.info("data.on_bad_file: skip: %d of %d files of %s are unusable and skipped; the list "
+             "(with the reasons) is %s", len(bad), len(listing), listing.root, path)
+
+
+register_split_checker(write_split_check)

@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from dalinorm.config import Config, DalinormError
 
@@ -24,11 +25,13 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SplitListing",
     "TarShard",
+    "checked_list_cache",
     "fingerprint_of",
     "list_file_list",
     "list_image_folder",
     "list_split",
     "read_checked_list",
+    "register_split_checker",
     "shard_bounds",
     "usable_listing",
 ]
@@ -204,7 +207,9 @@ def usable_listing(cfg: Config, split: str) -> tuple[SplitListing, int]:
 
     With ``data.on_bad_file: error`` that is every file, after a cheap check that none is
     empty or unreadable (the error names them before any epoch starts); with ``skip``, only
-    the files that ``data.checked_list`` (written by ``dalinorm check-data``) lists as good.
+    the files that ``data.checked_list`` lists as good, or, without one, that check-data's
+    checks found good: run once per split and cached by its fingerprint
+    (:func:`checked_list_cache`). How many were skipped, and where the list is, is logged.
     """
     listing = list_split(cfg, split)
     if cfg.data.on_bad_file == "error":
@@ -215,20 +220,93 @@ def usable_listing(cfg: Config, split: str) -> tuple[SplitListing, int]:
             more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
             raise DatasetError(
                 f"{path}: {what}{more}; run `dalinorm check-data` to list every unusable file, "
-                "or set data.on_bad_file: skip with data.checked_list"
+                "or set data.on_bad_file: skip"
             )
         return listing, 0
-    good = read_checked_list(cfg.data.checked_list)
+    list_path = cfg.data.checked_list
+    if list_path is None:
+        list_path = _automatic_checked_list(cfg, split, listing)
+    good = read_checked_list(list_path)
     base = cfg.data.root
     keep = [i for i, f in enumerate(listing.files) if _relative_key(f, base) in good]
     skipped = len(listing) - len(keep)
     if not keep:
-        raise DatasetError(f"data.checked_list: {cfg.data.checked_list} lists none of the "
+        raise DatasetError(f"data.checked_list: {list_path} lists none of the "
                            f"{len(listing)} files under {listing.root}")
     if skipped:
         log.warning("%s: skipping %d of %d files not listed as good in %s (data.on_bad_file: skip)",
-                    listing.root, skipped, len(listing), cfg.data.checked_list)
+                    listing.root, skipped, len(listing), list_path)
+    else:
+        log.info("%s: all %d files are listed as good in %s (data.on_bad_file: skip)",
+                 listing.root, len(listing), list_path)
     return listing.subset(keep), skipped
+
+
+# ------------------------------------------------------------------ automatic checked lists
+# ``data.on_bad_file: skip`` without ``data.checked_list`` runs check-data's checks itself.
+# They decode with DALI (pipelines/checks.py, a room above this one), which registers its
+# entry point here when the ``dalinorm.pipelines`` package is imported; this room only knows
+# where the cached list lives and whether it is still valid.
+SplitChecker = Callable[[Config, str, SplitListing, Path, str], None]
+_split_checker: SplitChecker | None = None
+CACHE_DIR_NAME = ".dalinorm-cache"
+
+
+def register_split_checker(checker: SplitChecker) -> None:
+    """Set what writes a checked list for ``(cfg, split, listing, path, key_line)``."""
+    global _split_checker
+    _split_checker = checker
+
+
+def checked_list_cache(cfg: Config, split: str, listing: SplitListing) -> tuple[Path, str]:
+    """(where the automatic checked list of ``split`` lives, the key line it must hold).
+
+    The key line names the split, its fingerprint and the settings that decide what is bad
+    (``data.max_pixels``, ``data.exif``); a list whose key line differs is stale. The folder
+    is ``data.root/.dalinorm-cache`` when data.root is writable (and is not itself a split
+    folder, where a new subfolder would be a class), else ``$XDG_CACHE_HOME/dalinorm`` or
+    ``~/.cache/dalinorm``; the file name also hashes the split's absolute folder, so datasets
+    sharing a user cache do not collide.
+    """
+    split_dir = cfg.split_dir(split).resolve()
+    root = cfg.data.root.resolve()
+    key = (f"# key: split {split_dir.name} fingerprint {listing.fingerprint()} "
+           f"max_pixels {cfg.data.max_pixels} exif {cfg.data.exif}")
+    name = f"checked-{split_dir.name}-{hashlib.sha256(str(split_dir).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}.txt"
+    split_dirs = {cfg.split_dir(s).resolve() for s in ("train", "val")}
+    if root not in split_dirs and _writable(root / CACHE_DIR_NAME):
+        return root / CACHE_DIR_NAME / name, key
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "dalinorm" / name, key
+
+
+def _writable(folder: Path) -> bool:
+    if folder.is_dir():
+        return os.access(folder, os.W_OK | os.X_OK)
+    return folder.parent.is_dir() and os.access(folder.parent, os.W_OK | os.X_OK)
+
+
+def _automatic_checked_list(cfg: Config, split: str, listing: SplitListing) -> Path:
+    """The cached checked list of ``split``, written by check-data's checks when missing or
+    stale (another fingerprint or setting)."""
+    path, key = checked_list_cache(cfg, split, listing)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            head = [handle.readline().rstrip("\n") for _ in range(2)]
+        if head[0].startswith(CHECKED_LIST_HEADER) and head[1] == key:
+            log.info("data.on_bad_file: skip: reusing the checked list %s (the split's fingerprint "
+                     "is unchanged)", path)
+            return path
+        log.info("data.on_bad_file: skip: %s is stale (the split changed); checking again", path)
+    except OSError:
+        pass
+    if _split_checker is None:  # pragma: no cover - dalinorm.pipelines registers it on import
+        raise RuntimeError("no split checker registered (import dalinorm.pipelines.checks)")
+    log.info("data.on_bad_file: skip without data.checked_list: checking the %d files of %s once "
+             "(check-data's checks; the list is cached in %s)", len(listing), listing.root, path)
+    _split_checker(cfg, split, listing, path, key)
+    return path
 
 
 def _relative_key(path: Path, base: Path) -> str:

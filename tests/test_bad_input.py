@@ -214,3 +214,62 @@ def test_missing_config_and_missing_split_on_the_cli(tmp_path):
                    "--out", str(tmp_path / "s.yaml"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: data.train: split folder")
+
+
+def test_skip_without_a_checked_list_checks_once_caches_and_says_so(junk_folder, tmp_path, caplog,
+                                                                   monkeypatch):
+    """data.on_bad_file: skip alone runs check-data's checks, caches the list by the split's
+    fingerprint next to the data, logs how many files it skipped and where the list is, and
+    reuses it until the split changes. No bad file is dropped without a count and a path."""
+    import logging
+    import shutil
+
+    from dalinorm.pipelines.files import checked_list_cache, list_split
+
+    root = tmp_path / "data"
+    shutil.copytree(junk_folder, root, symlinks=True)
+    cfg = make_config(root, "data.on_bad_file=skip", "data.max_pixels=100000", "loader.drop_last=false")
+    junk = sum(v is not None for _, v in CASES.values())
+    good = len(CASES) - junk + 2  # data cases + linked + fine
+    cached, _ = checked_list_cache(cfg, "train", list_split(cfg, "train"))
+    assert cached.parent == root.resolve() / ".dalinorm-cache"
+    with caplog.at_level(logging.INFO, logger="dalinorm"):
+        loader = DaliLoader(cfg, "train")
+        assert loader.skipped_files == junk and sum(len(y) for _, y in loader) == good
+    assert "checking the" in caplog.text
+    assert f"{junk} of {good + junk} files of {root / 'train'} are unusable and skipped" in caplog.text
+    assert str(cached) in caplog.text and f"skipping {junk} of {good + junk} files" in caplog.text
+    text = cached.read_text()
+    assert "# bad: train/mixed/half.jpg: truncated" in text and "train/mixed/gray.jpg\n" in text
+    assert not list(cached.parent.glob(".*.tmp"))  # written atomically
+    mtime = cached.stat().st_mtime_ns
+
+    caplog.clear()  # the same split again (loader and stats pass): the list is reused
+    with caplog.at_level(logging.INFO, logger="dalinorm"):
+        assert DaliLoader(cfg, "train").skipped_files == junk
+        assert compute_stats(cfg).skipped_files == junk
+    assert "checking the" not in caplog.text and "reusing the checked list" in caplog.text
+    assert cached.stat().st_mtime_ns == mtime
+
+    write(root / "train" / "other" / "new.jpg", photo(), "JPEG")  # the split changed
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dalinorm"):
+        loader = DaliLoader(cfg, "train")
+    assert "is stale" in caplog.text and "checking the" in caplog.text
+    assert loader.skipped_files == junk and len(loader.listing) == good + 1
+    assert "train/other/new.jpg\n" in cached.read_text()
+
+
+def test_automatic_checked_list_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+    """Where data.root is itself a split folder (a new subfolder there would be a class), the
+    list goes to $XDG_CACHE_HOME/dalinorm (else ~/.cache/dalinorm)."""
+    from dalinorm.pipelines.files import checked_list_cache, list_split
+
+    write(tmp_path / "data" / "a" / "x.jpg", photo(), "JPEG")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cfg = make_config(tmp_path / "data", "data.train=.", "data.on_bad_file=skip", "loader.drop_last=false")
+    path, key = checked_list_cache(cfg, "train", list_split(cfg, "train"))
+    assert path.parent == tmp_path / "xdg" / "dalinorm"
+    assert "fingerprint sha256:" in key and "max_pixels" in key
+    loader = DaliLoader(cfg, "train")
+    assert loader.skipped_files == 0 and path.is_file()
