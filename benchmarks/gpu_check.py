@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +57,27 @@ CAPS = {
 }
 
 
+# Python's twin of `cat parts | xz -d | tar xf - -C site` (argv: site, parts...).
+_UNPACK = """
+import io, lzma, sys, tarfile
+class Parts(io.RawIOBase):
+    def __init__(self, paths):
+        self.files = (open(p, "rb") for p in paths)
+        self.f = next(self.files)
+    def readable(self):
+        return True
+    def readinto(self, buf):
+        while self.f is not None:
+            n = self.f.readinto(buf)
+            if n:
+                return n
+            self.f = next(self.files, None)
+        return 0
+with lzma.open(io.BufferedReader(Parts(sys.argv[2:]), 1 << 20)) as xz, tarfile.open(fileobj=xz, mode="r|") as tar:
+    tar.extractall(sys.argv[1], filter="tar")
+"""
+
+
 @dataclass
 class Step:
     name: str
@@ -67,7 +89,11 @@ class Step:
 
 
 class StepFailed(Exception):
-    """A step's command failed; ``str()`` is the tail of its output."""
+    """A step failed; ``str()`` says how (the tail of the output), ``figures`` what it measured."""
+
+    def __init__(self, message: str, figures: dict | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures or {}
 
 
 class Kit:
@@ -111,8 +137,11 @@ class Kit:
             out, _ = proc.communicate(timeout=timeout)
             code = proc.returncode
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
+            kill_tree(proc.pid)
+            try:
+                out, _ = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:  # something still holds the pipe: give up on it
+                out = "(output lost: a process outside the tree kept the pipe open)"
             code = None
         self.log.write(out)
         self.log.write(f"=== exit {code}\n")
@@ -149,12 +178,13 @@ class Kit:
                 step.figures = fn() or {}
                 step.status = "ok"
             except StepFailed as err:
-                step.status, step.error = "failed", str(err)
+                step.status, step.error, step.figures = "failed", str(err), err.figures
             except Exception as err:  # a bug or a surprise in the kit itself: still go on
                 step.status, step.error = "failed", f"{type(err).__name__}: {err}"
             step.seconds = round(time.monotonic() - t0, 1)
         print(f"[{time.monotonic() - self.start:6.0f} s] {name:<15} {step.status:<8}"
               f"{step.seconds:6.1f} s  {first_line(step.error)}", flush=True)
+        self.write_report()
 
     def overrides(self, *extra: str, device: bool = True, fast: bool = True,
                   data: Path | None = None) -> list[str]:
@@ -181,12 +211,18 @@ class Kit:
         if not parts:
             raise StepFailed("no .gpuwheels/p*/chunk.* parts and DALI is not importable: "
                              "carry the parts first (docs/GPU.md)")
-        site.mkdir(parents=True, exist_ok=True)
-        script = (f"set -o pipefail; cat {' '.join(shlex.quote(p) for p in parts)} | xz -d -T0 "
-                  f"| tar xf - -C {shlex.quote(str(site))}")
-        self.run(["bash", "-c", script], timeout=CAPS["unpack_dali"])
+        self.extract(parts, site, use_xz=bool(shutil.which("xz") and shutil.which("tar")))
         _, out = self.run(probe, timeout=60)
         return {"site": str(site), "parts": len(parts), "dali": out.strip().splitlines()[-1]}
+
+    def extract(self, parts: list[str], site: Path, *, use_xz: bool) -> None:
+        """``cat parts | xz -d | tar xf - -C site``, or the same in Python without xz."""
+        site.mkdir(parents=True, exist_ok=True)
+        if use_xz:
+            self.run(["bash", "-c", f"set -o pipefail; cat {' '.join(shlex.quote(p) for p in parts)} "
+                      f"| xz -d -T0 | tar xf - -C {shlex.quote(str(site))}"], timeout=CAPS["unpack_dali"])
+        else:
+            self.python("-c", _UNPACK, str(site), *parts, timeout=CAPS["unpack_dali"])
 
     def install(self) -> dict:
         self.python("-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", ".",
@@ -261,8 +297,7 @@ print("VERSIONS " + json.dumps(info))
                                   ok_codes=(0, 1))
         figures = parity_figures(json.loads(path.read_text()))
         if name == "parity" and code == 1:
-            raise StepFailed("beyond the tolerance: " + "; ".join(figures["failures"])
-                             + "\n" + json.dumps(figures))
+            raise StepFailed("beyond the tolerance: " + "; ".join(figures["failures"]), figures)
         return figures
 
     def decoder_parity(self) -> dict:
@@ -324,7 +359,7 @@ print("VERSIONS " + json.dumps(info))
         figures = junit_counts(xml)
         if code == 1 or figures["failed"]:
             raise StepFailed(f"{figures['failed']} failed: " + ", ".join(figures["failed_tests"][:20])
-                             + "\n" + json.dumps(figures) + "\n" + tail(out))
+                             + "\n" + tail(out), figures)
         return figures
 
     def numba_gpu(self) -> dict:
@@ -350,13 +385,22 @@ print("VERSIONS " + json.dumps(info))
         self.step("train", self.train)
         self.step("ddp", self.ddp)
         self.step("numba_gpu", self.numba_gpu, gpu_only=True)
+        md = self.write_report(final=True)
+        self.log.close()
+        print(md, flush=True)
+        return 0
+
+    def write_report(self, *, final: bool = False) -> str:
+        """gpu_check.json and gpu_check.md as they stand (after every step: a run killed from
+        outside still leaves the steps it finished)."""
         report = {
             "kit": "benchmarks/gpu_check.py",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "dry_run": self.dry,
+            "complete": final,
             "host": os.uname().nodename,
             "cores": os.cpu_count(),
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items()},
             "wall_s": round(time.monotonic() - self.start, 1),
             "steps": [asdict(s) for s in self.steps],
         }
@@ -364,9 +408,7 @@ print("VERSIONS " + json.dumps(info))
         write_text(self.report_dir / "gpu_check.json", json.dumps(report, indent=2) + "\n")
         md = markdown(report)
         write_text(self.report_dir / "gpu_check.md", md)
-        self.log.close()
-        print(md, flush=True)
-        return 0
+        return md
 
 
 # --------------------------------------------------------------------------- figures
@@ -378,6 +420,32 @@ def tail(text: str, lines: int = 25) -> str:
 
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0][:110] if text.strip() else ""
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``, its process group and every descendant: torchrun starts its workers
+    in sessions of their own, out of the group's reach."""
+    children: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def count_jpegs(folder: Path) -> int:
@@ -472,11 +540,13 @@ def targets(report: dict) -> list[dict]:
         for key in path:
             if key == "DALI":  # dalinorm's own row of a bench report
                 key = "dalinorm" if isinstance(value, dict) and "dalinorm" in value else "dali"
+            elif key == "STATS":  # the stats pass's row, whatever bench calls it
+                key = next((k for k in value if k.startswith("stats")), key) if isinstance(value, dict) else key
             value = value.get(key) if isinstance(value, dict) else None
         return value
 
     rows = [
-        ("stats pass >= 90% of the decode floor", fig("bench_train", "stats pass", "fraction_of_decode_floor"),
+        ("stats pass >= 90% of the decode floor", fig("bench_train", "STATS", "fraction_of_decode_floor"),
          lambda v: v >= TARGETS["stats_fraction_of_floor"]),
         ("train >= 20,000 img/s (224, batch 256)", fig("bench_train", "DALI", "median"),
          lambda v: v >= TARGETS["train_img_s"]),
@@ -501,7 +571,8 @@ def targets(report: dict) -> list[dict]:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# GPU check {'(dry run) ' if report['dry_run'] else ''}{report['date']}", "",
+    lines = [f"# GPU check {'(dry run) ' if report['dry_run'] else ''}{report['date']}"
+             + ("" if report["complete"] else " (incomplete: still running or stopped)"), "",
              f"host {report['host']}, {report['cores']} cores, wall {report['wall_s']} s", "",
              "| step | status | s | key figures / error |", "|---|---|---|---|"]
     for s in report["steps"]:
@@ -517,6 +588,14 @@ def markdown(report: dict) -> str:
 
 
 def key_figures(step: dict) -> str:
+    """One line of a step's main figures for the table (the JSON has them all)."""
+    try:
+        return _key_figures(step)
+    except (KeyError, TypeError, ValueError, AttributeError):  # figures of another shape
+        return json.dumps(step["figures"])[:200]
+
+
+def _key_figures(step: dict) -> str:
     f = step["figures"]
     name = step["name"]
     if name in ("bench_train", "bench_eval"):
@@ -540,8 +619,6 @@ def key_figures(step: dict) -> str:
     if name == "versions":
         return (f"torch {f.get('torch')} (CUDA {f.get('torch_cuda')}), DALI {f.get('nvidia-dali-cuda120')}, "
                 f"GPUs {f.get('gpus')}, driver {f.get('nvidia_smi')}")
-    if name == "numba_gpu":
-        return json.dumps(f)[:200]
     return json.dumps(f)[:200]
 
 
