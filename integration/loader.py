@@ -232,16 +232,38 @@ class DaliLoader:
         if self._consumed == self._pipeline_batches:
             self._consumed = 0  # the previous epoch was read to its end
         if self._consumed and not self._resuming:
-            log.debug("DaliLoader: discarding %d batches of an unfinished epoch",
-                      self._pipeline_batches - self._consumed)
-            while self._consumed < self._pipeline_batches:
-                self._feed.next()
-                self._consumed += 1
-            self._consumed = 0
+            self._leave_unfinished_epoch()
         if not self._resuming:
             self._epoch += 1
         self._resuming = False
         return self._epoch_batches()
+
+    def _leave_unfinished_epoch(self) -> None:
+        """The previous epoch was left early (a ``break``): go to the next epoch's start.
+
+        Eval epochs are all the same (the files in order, from the first), so a fresh pipeline
+        starts there and nothing is decoded to catch up. A train epoch's successor depends on
+        where the reader's reshuffle and the augmentation RNGs stand at its end, which only
+        running the pipeline gets to: the rest is decoded and discarded, said at INFO.
+        """
+        left = self._pipeline_batches - self._consumed
+        if not self.training:
+            log.info("DaliLoader(%s): epoch left after %d of %d batches; restarting at the first "
+                     "file with a fresh pipeline (nothing decoded to catch up)",
+                     self.split, self._consumed, self._pipeline_batches)
+            self._feed = None
+            self._pipeline = self._build_pipeline()
+            self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing,
+                                       channels_last=self.cfg.output.layout == "NHWC")
+        else:
+            log.info("DaliLoader(%s): epoch left after %d of %d batches; decoding and discarding "
+                     "the remaining %d batches so that the next epoch is the one an uninterrupted "
+                     "run gets (its order and augmentations follow from this one's end)",
+                     self.split, self._consumed, self._pipeline_batches, left)
+            while self._consumed < self._pipeline_batches:
+                self._feed.next()
+                self._consumed += 1
+        self._consumed = 0
 
     def _epoch_batches(self):
         # The pipeline yields exactly _pipeline_batches full batches per epoch (the reader pads

@@ -18,8 +18,10 @@ from testkit import DEVICES, make_config, tensor_digest, write_textured_folder
 
 @pytest.fixture(scope="module")
 def textured(tmp_path_factory):
-    """37 textured train images in 3 classes: 7 batches of 5 per epoch (drop_last)."""
-    return write_textured_folder(tmp_path_factory.mktemp("resume") / "data", n=37)
+    """37 textured train and val images in 3 classes: 7 batches of 5 per epoch (drop_last)."""
+    root = tmp_path_factory.mktemp("resume") / "data"
+    write_textured_folder(root, split="val", n=37, seed=1)
+    return write_textured_folder(root, n=37)
 
 
 def fingerprint(images, labels) -> tuple:
@@ -103,3 +105,30 @@ def test_resume_over_a_webdataset_pack_is_exact(textured, tmp_path):
     resumed = DaliLoader(cfg, "train")
     resumed.load_state_dict(pickle.loads(pickle.dumps(first.state_dict())))
     assert head + read(resumed, 8) == whole
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_breaking_out_of_an_epoch_then_iterating_gives_the_next_epoch(textured, split, caplog):
+    """`break` after one batch, iterate again: the next epoch is the uninterrupted run's next
+    epoch (same labels, crops and flips). Train decodes and discards the rest, and says how
+    many batches at INFO; eval restarts a fresh pipeline at the first file, decoding nothing."""
+    import logging
+
+    cfg = make_config(textured.root, "loader.drop_last=false")
+    whole = DaliLoader(cfg, split)
+    epochs = [[fingerprint(x, y) for x, y in whole] for _ in range(2)]
+    per_epoch = len(epochs[0])
+    assert per_epoch == 8 and (epochs[0] != epochs[1]) == (split == "train")
+    left = DaliLoader(cfg, split)
+    with caplog.at_level(logging.INFO, logger="dalinorm"):
+        for images, labels in left:
+            first = fingerprint(images, labels)
+            break
+        again = [fingerprint(x, y) for x, y in left]
+    assert first == epochs[0][0]
+    assert again == epochs[1] and left.epoch == 2
+    if split == "train":
+        assert f"epoch left after 1 of {per_epoch} batches; decoding and discarding the remaining " \
+               f"{per_epoch - 1} batches" in caplog.text
+    else:
+        assert f"epoch left after 1 of {per_epoch} batches; restarting at the first file" in caplog.text
