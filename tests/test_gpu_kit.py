@@ -171,6 +171,22 @@ def test_wheel_parts_unpack_as_the_hook_cut_them(tmp_path, use_xz):
     assert (site / "nvidia" / "dali" / "__init__.py").read_text() == "__version__ = '0.0-test'\n"
 
 
+def test_numba_gpu_probe_answers_without_a_gpu(tmp_path):
+    # Without a GPU the probe must still write its answer (runs: false, and why), never crash.
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the kit's numba_gpu step runs the probe for real")
+    data = write_colour_folder(tmp_path / "data", split="val", n=3)
+    out = tmp_path / "probe.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "numba-gpu-probe",
+                           "--data", str(data.root / "val"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(out.read_text())
+    assert answer["runs"] is False and answer["error"]
+
+
 def test_dry_run_reports_every_step(tmp_path):
     report = tmp_path / "report"
     env = dict(os.environ, PYTHON=sys.executable)
