@@ -176,12 +176,19 @@ def test_unwritable_output_is_exit_2_naming_the_path(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------- formerly plain errors
-def test_reducer_errors_are_dalinorm_errors():
+def test_reducer_and_rank_errors_are_dalinorm_errors():
+    from dalinorm.pipelines.device import distributed_rank_world
     from dalinorm.pipelines.reductions import choose_reducer
 
     with pytest.raises(ConfigError) as info:
         choose_reducer("histogram", on_gpu=True)
     assert one_line(str(info.value)).startswith("stats.reducer: 'histogram' runs on the CPU only")
+    for rank, world, argument in ((1, None, "world_size"), (None, 2, "rank"), (3, 2, "rank"),
+                                  (0, 0, "world_size")):
+        with pytest.raises(DalinormError) as info:
+            distributed_rank_world(rank, world)
+        assert isinstance(info.value, ValueError)  # callers that caught ValueError still do
+        assert one_line(str(info.value)).startswith(f"{argument}: "), str(info.value)
 
 
 def test_shard_size_and_stats_file_misuse_are_usage_errors():
