@@ -187,6 +187,34 @@ def test_numba_gpu_probe_answers_without_a_gpu(tmp_path):
     assert answer["runs"] is False and answer["error"]
 
 
+def test_decoder_parity_step_on_the_cpu_twin(tmp_path):
+    # The step is GPU-only in the kit; run here directly, its plumbing (two parities, two eval
+    # benches, the slowdown) is tested, and the CPU decoder (libjpeg) must give the same
+    # levels with both settings. loader.resize=fast spares the numba compilation (its parity
+    # is beyond the exact tolerance, which this step records instead of failing).
+    kit_module = _kit_module()
+    work = tmp_path / "work"  # the kit's data lives in WORK/data
+    write_colour_folder(work / "data", split="train", n=12)
+    write_colour_folder(work / "data", split="val", n=16)
+    kit = kit_module.Kit(kit_module.parse_args(["--dry-run", "--report", str(tmp_path / "r"), "--work", str(work),
+                                                "--set", "loader.resize=fast"]))
+    kit.step("decoder_parity", kit.decoder_parity)
+    step = kit.steps[0]
+    assert step.status == "ok", step.error
+    fast, faithful = step.figures["fast"], step.figures["faithful"]
+    assert fast["parity"]["num_images"] == 16 and fast["parity"]["max_level"] >= 0
+    assert fast["parity"]["max_levels"] == faithful["parity"]["max_levels"]
+    assert fast["parity"]["mean_levels"] == faithful["parity"]["mean_levels"]
+    assert kit_module.dali_result(faithful["eval_bench"])["median"] > 0
+    assert "faithful_eval_slowdown" in step.figures
+    faithful_runs = [c for c in step.commands if "faithful.json" in c]  # its parity and its bench
+    assert len(faithful_runs) == 2 and all("--set loader.jpeg_upsampling=faithful" in c for c in faithful_runs)
+    gpu_kit = kit_module.Kit(kit_module.parse_args(["--report", str(tmp_path / "r2"), "--work", str(work)]))
+    sets = gpu_kit.overrides("loader.jpeg_upsampling=faithful")
+    assert "loader.device=gpu" in sets and "loader.batch_size=16" not in sets
+    assert sets[-1] == "loader.jpeg_upsampling=faithful"
+
+
 def test_dry_run_reports_every_step(tmp_path):
     report = tmp_path / "report"
     env = dict(os.environ, PYTHON=sys.executable)
