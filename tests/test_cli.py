@@ -277,3 +277,43 @@ def test_a_truncated_file_mid_run_is_still_named(tmp_path):
             pass
     assert not isinstance(info.value, PipelineError)
     assert "check-data" in one_line(str(info.value))
+
+
+def _dali_error(files, step) -> RuntimeError:
+    """The error a real CPU pipeline (file reader → decoder → ``step``) raises on ``files``."""
+    from nvidia.dali import fn
+    from nvidia.dali.pipeline import Pipeline
+
+    pipe = Pipeline(batch_size=1, num_threads=1, device_id=None, prefetch_queue_depth=1)
+    with pipe:
+        jpegs, _ = fn.readers.file(files=[str(f) for f in files])
+        pipe.set_outputs(step(fn.decoders.image(jpegs, device="cpu")))
+    with pytest.raises(RuntimeError) as info:
+        pipe.build()
+        for _ in files:
+            pipe.run()
+    return info.value
+
+
+def test_which_dali_errors_are_about_a_file(small_folder, tmp_path):
+    """check-data, the loader and the stats pass share this verdict: a read or decode failure
+    is the file's (named when DALI names it), anything else is the pipeline's."""
+    import os
+
+    from nvidia.dali import fn
+
+    from dalinorm.pipelines.graphs import is_file_error
+
+    good = sorted((small_folder / "train").rglob("*.jpg"))[0]
+    truncated, noise, empty = tmp_path / "half.jpg", tmp_path / "noise.jpg", tmp_path / "empty.jpg"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    noise.write_bytes(os.urandom(3000))  # DALI names no file: "nvImageCodec failure"
+    empty.write_bytes(b"")
+
+    def keep(images):
+        return images
+
+    for bad in (truncated, noise, empty):
+        assert is_file_error(_dali_error([bad], keep)), bad.name
+    assert not is_file_error(_dali_error([good], lambda im: fn.crop(im, crop=(8, 8), crop_pos_x=3.0)))
+    assert not is_file_error(_dali_error([good], lambda im: fn.reshape(im, shape=[7])))
