@@ -26,6 +26,7 @@ import math
 from typing import Iterator
 
 from dalinorm.config import Config, ConfigError, UsageError
+from dalinorm.integration.host_buffers import HostTensorPool
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
 from dalinorm.pipelines.files import DatasetError, SplitListing, usable_listing
 from dalinorm.pipelines.graphs import (
@@ -356,6 +357,9 @@ class _PipelineFeed:
         self._feed_ndarray = feed_ndarray
         self._to_torch_type = to_torch_type
         self._device = torch.device("cpu") if device_id is None else torch.device("cuda", device_id)
+        # CPU batches go into recycled tensors (a fresh 77 MB tensor per batch cost more than
+        # the copy itself: integration/host_buffers.py); CUDA's caching allocator does that already
+        self._host = HostTensorPool() if device_id is None else None
         try:
             pipe.build()
             for _ in range(prefetch_depth(pipe)):
@@ -375,8 +379,9 @@ class _PipelineFeed:
         tensors = []
         for output in outputs:
             output = output.as_tensor()
-            tensor = torch.empty(output.shape(), dtype=self._to_torch_type[output.dtype],
-                                 device=self._device)
+            dtype = self._to_torch_type[output.dtype]
+            tensor = (self._host.empty(output.shape(), dtype) if self._host is not None
+                      else torch.empty(output.shape(), dtype=dtype, device=self._device))
             self._feed_ndarray(output, tensor, cuda_stream=stream)
             tensors.append(tensor)
         if self._channels_last:
