@@ -22,36 +22,37 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dalinorm.config import (
-    Config,
+from dalinorm.config import Config, config_from_dict, load_config
+from dalinorm.errors import (
     ConfigError,
     DalinormError,
     MissingDependencyError,
     UsageError,
-    config_from_dict,
-    load_config,
 )
-
-# The one place the version is written; pyproject.toml reads it from here.
-__version__ = "0.1.0"
+from dalinorm.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from dalinorm.errors import DatasetError
     from dalinorm.integration.loader import DaliLoader
     from dalinorm.integration.reference import reference_loader
     from dalinorm.pipelines.device import DeviceError
-    from dalinorm.pipelines.files import DatasetError
-    from dalinorm.pipelines.graphs import PipelineError
+    from dalinorm.pipelines.run import PipelineError
     from dalinorm.stats.compute import LeakError, compute_stats
-    from dalinorm.stats.file import DatasetStats, StatsFileError, read_stats_file, write_stats_file
+    from dalinorm.stats.file import (
+        DatasetStats,
+        StatsFileError,
+        read_stats_file,
+        write_stats_file,
+    )
 
 # name -> the module that defines it, imported on first use
 _LAZY = {
     "DaliLoader": "dalinorm.integration.loader",
-    "DatasetError": "dalinorm.pipelines.files",
+    "DatasetError": "dalinorm.errors",
     "DatasetStats": "dalinorm.stats.file",
     "DeviceError": "dalinorm.pipelines.device",
     "LeakError": "dalinorm.stats.compute",
-    "PipelineError": "dalinorm.pipelines.graphs",
+    "PipelineError": "dalinorm.pipelines.run",
     "StatsFileError": "dalinorm.stats.file",
     "compute_stats": "dalinorm.stats.compute",
     "read_stats_file": "dalinorm.stats.file",

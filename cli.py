@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 import yaml
 
-from dalinorm import __version__
-from dalinorm.config import Config, DalinormError, MissingDependencyError, config_to_dict, load_config
+from dalinorm.config import Config, config_to_dict, load_config
+from dalinorm.errors import DalinormError, MissingDependencyError
+from dalinorm.version import __version__
 
-log = logging.getLogger("dalinorm.cli")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_CONFIG = PACKAGE_DIR / "configs" / "sample.yaml"
@@ -57,117 +55,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- demo
-def _stream_epoch(loader) -> dict:
-    """One epoch through ``loader``: counts, shapes, speed and per-channel output moments."""
-    import torch
-
-    reduce_dims = [0, 2, 3]  # images are [N, C, H, W] in either memory format
-    total = torch.zeros(3, dtype=torch.float64)
-    total_sq = torch.zeros(3, dtype=torch.float64)
-    values = 0
-    images_seen = 0
-    shape = dtype = device = None
-    start = time.perf_counter()
-    for batches, (images, labels) in enumerate(loader, start=1):
-        x = images.to(torch.float64)
-        total += x.sum(dim=reduce_dims).cpu()
-        total_sq += (x * x).sum(dim=reduce_dims).cpu()
-        values += x.numel() // 3
-        images_seen += labels.shape[0]
-        shape, dtype, device = tuple(images.shape), images.dtype, images.device
-    seconds = time.perf_counter() - start
-    mean = total / max(values, 1)
-    std = (total_sq / max(values, 1) - mean * mean).clamp_min(0).sqrt()
-    return {
-        "batches": batches if images_seen else 0,
-        "images": images_seen,
-        "shape": shape,
-        "dtype": str(dtype).replace("torch.", ""),
-        "device": str(device),
-        "images_per_s": images_seen / seconds if seconds > 0 else float("nan"),
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-    }
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    import dataclasses
-    import tempfile
-
-    from dalinorm.stats import compute_stats, write_stats_file
+    from dalinorm.commands.demo import demo_lines
 
     cfg = _load(args)
-    print(f"config: {args.config} (valid)")
-    stats = compute_stats(cfg, split="train")
-    print(format_stats_table(stats))
-    with tempfile.TemporaryDirectory(prefix="dalinorm-demo-") as tmp:
-        stats_file = Path(tmp) / "train_stats.yaml"
-        write_stats_file(stats_file, stats)
-        cfg = dataclasses.replace(cfg, normalize=dataclasses.replace(
-            cfg.normalize, source="stats", stats_file=stats_file, mean=None, std=None))
-        _demo_epochs(cfg)
+    for line in demo_lines(cfg, args.config):
+        print(line)
     return 0
 
 
-def _demo_epochs(cfg: Config) -> None:
-    from dalinorm.integration.loader import DaliLoader
-
-    for split in ("train", "val"):
-        loader = DaliLoader(cfg, split)
-        result = _stream_epoch(loader)
-        print(
-            f"{split:>5}: device {result['device']}, {result['batches']} batches, "
-            f"{result['images']} images, batch shape {list(result['shape'])} {result['dtype']}, "
-            f"{result['images_per_s']:.0f} images/s"
-        )
-        print(
-            "       normalized output per channel: mean "
-            + ", ".join(f"{v:+.3f}" for v in result["mean"])
-            + "; std "
-            + ", ".join(f"{v:.3f}" for v in result["std"])
-            + f"  (normalization: {loader.normalization.origin})"
-        )
-        loader.close()
-
-
 # ---------------------------------------------------------------------- stats
-def _maybe_init_distributed() -> None:
-    """Under torchrun (WORLD_SIZE > 1), join the process group: nccl on GPU, gloo on CPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl")
-    else:
-        dist.init_process_group(backend="gloo")
-
-
-def _is_rank_zero() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def format_stats_table(stats) -> str:
-    """The summary printed after a stats pass."""
-    lines = [
-        f"split {stats.split}: {stats.num_images} images, {stats.num_pixels:,} pixels per channel "
-        f"({stats.resolution} resolution, {stats.weighting} weighting), decoded on {stats.decoder_device}",
-        f"{'channel':<8}{'mean':>10}{'std':>10}{'mean_255':>10}{'std_255':>10}{'min':>6}{'max':>6}",
-    ]
-    lows = stats.min or ("-",) * 3
-    highs = stats.max or ("-",) * 3
-    for name, m, s, lo, hi in zip("RGB", stats.mean, stats.std, lows, highs):
-        lines.append(f"{name:<8}{m:>10.5f}{s:>10.5f}{m * 255:>10.3f}{s * 255:>10.3f}{lo!s:>6}{hi!s:>6}")
-    lines.append(f"{'global':<8}{stats.global_mean:>10.5f}{stats.global_std:>10.5f}"
-                 f"{stats.global_mean * 255:>10.3f}{stats.global_std * 255:>10.3f}")
-    return "\n".join(lines)
-
-
 def cmd_stats(args: argparse.Namespace) -> int:
+    from dalinorm.commands.stats import (
+        format_stats_table,
+        init_distributed_if_launched,
+        is_rank_zero,
+    )
     from dalinorm.stats import compute_stats, write_stats_file
 
     cfg = _load(args)
@@ -177,10 +80,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         require_matplotlib()
     split = args.split or "train"
     out = Path(args.out) if args.out else (cfg.normalize.stats_file or Path(f"{split}_stats.yaml"))
-    _maybe_init_distributed()
+    init_distributed_if_launched()
     stats = compute_stats(cfg, split=split, allow_split=args.allow_split,
-                          histogram=bool(args.plot or args.histogram), progress=_is_rank_zero())
-    if not _is_rank_zero():
+                          histogram=bool(args.plot or args.histogram), progress=is_rank_zero())
+    if not is_rank_zero():
         return 0
     write_stats_file(out, stats)
     print(format_stats_table(stats))
@@ -195,28 +98,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- check-data
 def cmd_check_data(args: argparse.Namespace) -> int:
-    from dalinorm.pipelines.checks import check_split, format_checked_list
-    from dalinorm.stats.file import write_atomically
+    from dalinorm.commands.check_data import check_data
 
     cfg = _load(args)
     splits = ("train", "val") if args.split == "all" else (args.split,)
-    reports = [check_split(cfg, split, progress=True) for split in splits]
-    for report in reports:
-        for bad in report.bad:
-            print(bad)
-        print(f"{report.split}: {len(report.listing)} files, {len(report.good)} good, "
-              f"{len(report.bad)} bad ({report.listing.root})")
-    if args.write_list:
-        write_atomically(Path(args.write_list),
-                         format_checked_list(reports, cfg.data.root).encode("utf-8", "surrogateescape"))
-        print(f"wrote {args.write_list}: use it with data.on_bad_file: skip and "
-              f"data.checked_list: {args.write_list}")
+    reports, lines = check_data(cfg, splits, write_list=Path(args.write_list) if args.write_list else None)
+    for line in lines:
+        print(line)
     return 1 if any(r.bad for r in reports) else 0
 
 
 # ---------------------------------------------------------------------- pack
 def _size_arg(text: str) -> int:
-    from dalinorm.pipelines.webdataset import parse_size
+    from dalinorm.commands.pack import parse_size
 
     try:
         return parse_size(text)
@@ -225,25 +119,21 @@ def _size_arg(text: str) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from dalinorm.pipelines.webdataset import pack_split
+    from dalinorm.commands.pack import pack_split, pack_summary
 
     cfg = _load(args)
     shuffle = None if args.order == "auto" else args.order == "shuffled"
     result = pack_split(cfg, split=args.split, out=Path(args.out), shard_size=args.shard_size,
                         num_shards=args.num_shards, shuffle=shuffle, seed=args.seed, progress=True)
-    kept = f" ({result.resumed_shards} kept from the interrupted run)" if result.resumed_shards else ""
-    print(f"{result.out}: {result.num_samples} images in {result.num_shards} shards, "
-          f"{result.bytes / 1e6:,.1f} MB{kept}")
-    key = "val" if args.split in ("val", cfg.data.val) else "train"
-    print(f"read it with: --set data.format=webdataset --set data.root={result.out.parent.resolve()} "
-          f"--set data.{key}={result.out.name}")
+    for line in pack_summary(result, cfg, args.split):
+        print(line)
     return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from dalinorm.pipelines.webdataset import index_shards
+    from dalinorm.commands.pack import index_tars
 
-    result = index_shards(Path(args.folder), progress=True)
+    result = index_tars(Path(args.folder), progress=True)
     print(f"{result.out}: {result.num_samples} images in {result.num_shards} tars, "
           f"{result.bytes / 1e6:,.1f} MB; read it with: --set data.format=webdataset "
           f"--set data.root={result.out.parent.resolve()} --set data.train={result.out.name}")
@@ -252,7 +142,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
-    from dalinorm.integration.bench import format_table, run_bench, write_report
+    from dalinorm.commands.bench import format_table, run_bench, write_report
 
     cfg = _load(args)
     report = run_bench(cfg, split=args.split, candidates=args.candidates, epochs=args.epochs,
@@ -266,7 +156,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _candidates_arg(text: str) -> tuple[str, ...]:
-    from dalinorm.integration.bench import CANDIDATES
+    from dalinorm.commands.bench import CANDIDATES
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in CANDIDATES]
@@ -286,7 +176,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from dalinorm.integration.parity import format_report, run_eval_parity, write_report
+    from dalinorm.commands.parity import format_report, run_eval_parity, write_report
 
     cfg = _load(args)
     report = run_eval_parity(cfg, split=args.split, n=args.n)

@@ -23,6 +23,13 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from dalinorm.errors import (
+    ConfigError,
+    DalinormError,
+    MissingDependencyError,
+    UsageError,
+)
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -48,63 +55,6 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-class DalinormError(Exception):
-    """Base of the errors dalinorm raises for bad input; the CLI prints them as one line."""
-
-
-class ConfigError(DalinormError, ValueError):
-    """A configuration value is wrong. ``str(err)`` is ``"<key path>: <what, what was expected>"``."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}" if key else message)
-
-
-class UsageError(DalinormError, ValueError):
-    """A public function, method or command called with a bad argument, or at the wrong time.
-    ``str(err)`` is ``"<argument>: <what, what was expected>"``."""
-
-    def __init__(self, argument: str, message: str) -> None:
-        self.argument = argument
-        self.message = message
-        super().__init__(f"{argument}: {message}" if argument else message)
-
-
-# import name -> what to install (the package names on PyPI)
-_INSTALL = {
-    "nvidia": "pip install nvidia-dali-cuda120",
-    "torch": "pip install torch",
-    "torchvision": "pip install torchvision",
-    "matplotlib": "pip install 'dalinorm[plot]' (or matplotlib)",
-    "numba": "pip install numba",
-    "PIL": "pip install pillow",
-    "tqdm": "pip install tqdm",
-}
-
-
-class MissingDependencyError(DalinormError, ImportError):
-    """An optional or heavy dependency (DALI, torch, torchvision, matplotlib, ...) is not
-    installed; the message says what to install."""
-
-    def __init__(self, module: str, needed_for: str = "dalinorm") -> None:
-        root = module.split(".", 1)[0]
-        self.module = module
-        install = _INSTALL.get(root, f"pip install {root}")
-        super().__init__(f"{needed_for} needs {module}, which is not installed: {install}",
-                         name=module)
-
-    @classmethod
-    def from_import_error(cls, err: ImportError, needed_for: str = "dalinorm") -> "MissingDependencyError | None":
-        """The error for ``err`` if it is a missing package dalinorm depends on, else None."""
-        name = getattr(err, "name", None) or ""
-        if not isinstance(err, ModuleNotFoundError) or name.split(".", 1)[0] not in _INSTALL:
-            return None
-        if name.startswith("nvidia"):
-            name = "nvidia.dali"
-        return cls(name, needed_for)
-
-
 class _FieldError(Exception):
     """Raised by ``__post_init__`` checks; the loader prefixes the section's key path."""
 
@@ -121,7 +71,7 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images are: ``root/<train>`` and ``root/<val>`` in ImageFolder layout."""
+    """Where the images are: ``root/<train>`` and ``root/<val>``, in the layout ``format`` names."""
 
     root: Path = Path("data")
     train: str = "train"
@@ -324,6 +274,11 @@ class Config:
 
     def is_training_split(self, split: str) -> bool:
         return split in ("train", self.data.train)
+
+    def split_key(self, split: str) -> str:
+        """The config key that names ``split``, for messages: ``data.train``, ``data.val``, or
+        ``data.root`` for a folder name under it."""
+        return f"data.{split}" if split in ("train", "val") else "data.root"
 
 
 # --------------------------------------------------------------------------- loading

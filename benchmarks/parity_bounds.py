@@ -21,9 +21,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from dalinorm.commands.parity import run_eval_parity  # noqa: E402
 from testkit import make_config, natural_image  # noqa: E402
-
-from dalinorm.integration.parity import run_eval_parity  # noqa: E402
 
 
 def write_natural(root: Path, n: int = 120, seed: int = 2026) -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
-from dalinorm.pipelines.files import _tar_bounds
-from dalinorm.pipelines.webdataset import parse_size
+from dalinorm.commands.pack import parse_size
+from dalinorm.data.listing import tar_block_bounds
 
 
 def main() -> None:
@@ -46,7 +45,7 @@ def main() -> None:
             if world > len(counts):
                 print(f"| {text} | {len(counts)} | {world} | – | fewer tars than ranks | – |")
                 continue
-            per_rank = [b - a for a, b in (_tar_bounds(counts, r, world) for r in range(world))]
+            per_rank = [b - a for a, b in (tar_block_bounds(counts, r, world) for r in range(world))]
             gap = max(per_rank) - min(per_rank)
             print(f"| {text} | {len(counts)} | {world} | {len(counts) / world:.1f} | "
                   f"{min(per_rank):,}–{max(per_rank):,} | {gap:,} ({gap / max(per_rank):.1%}) |")

@@ -1,7 +1,7 @@
 """``DaliLoader``: what a PyTorch training loop iterates instead of a ``DataLoader``.
 
-It hides DALI's iterator (its ``data[0]["images"]`` output and the reader linked by name) and
-gives the contract of a torchvision ``DataLoader``: ``for images, labels in loader``, a new
+It runs the DALI pipeline itself (no DALI iterator, no ``data[0]["images"]`` dictionaries)
+and gives the contract of a torchvision ``DataLoader``: ``for images, labels in loader``, a new
 epoch each time it is iterated, ``len(loader)`` batches per epoch.
 
 Sharding, and what each rank yields (world_size 3, 23 images, batch 4)::
@@ -25,19 +25,22 @@ import logging
 import math
 from typing import Iterator
 
-from dalinorm.config import Config, ConfigError, UsageError
+from dalinorm.config import Config
+from dalinorm.data.listing import SplitListing
+from dalinorm.errors import ConfigError, DatasetError, UsageError
 from dalinorm.integration.host_buffers import HostTensorPool
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
-from dalinorm.pipelines.files import DatasetError, SplitListing, usable_listing
-from dalinorm.pipelines.graphs import (
-    GraphSpec,
-    build_eval_pipeline,
-    build_train_pipeline,
+from dalinorm.pipelines.graphs import build_eval_pipeline, build_train_pipeline
+from dalinorm.pipelines.normalize import Normalization
+from dalinorm.pipelines.run import (
     explain_pipeline_error,
+    padded_shard_batches,
     pipeline_batches,
     prefetch_depth,
 )
-from dalinorm.pipelines.normalize import Normalization, resolve_normalization
+from dalinorm.pipelines.specs import GraphSpec
+from dalinorm.pipelines.usable import usable_listing
+from dalinorm.stats.normalization import resolve_normalization
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ class DaliLoader:
         if self.training:
             # The reader pads every shard to the batch count of the largest shard, so each
             # epoch starts aligned at the head of the (reshuffled) list on every rank.
-            self._pipeline_batches = math.ceil(math.ceil(n / self.world_size) / bs)
+            self._pipeline_batches = padded_shard_batches(n, self.world_size, bs)
             if self.drop_last:
                 batches = (n // self.world_size) // bs  # the smallest shard decides, for all ranks
                 self._last_size = bs

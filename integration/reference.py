@@ -13,13 +13,14 @@ import os
 from typing import Any
 
 from dalinorm.config import Config
-from dalinorm.pipelines.files import usable_listing
-from dalinorm.pipelines.normalize import resolve_normalization
+from dalinorm.data.listing import ImageSource
+from dalinorm.pipelines.usable import usable_listing
+from dalinorm.stats.normalization import resolve_normalization
 
 __all__ = ["reference_loader", "reference_transform"]
 
 
-class _OpenRGB:
+class OpenRGB:
     """PIL loader for the datasets: RGB, EXIF orientation applied or not (picklable, so
     DataLoader workers can be spawned)."""
 
@@ -27,14 +28,15 @@ class _OpenRGB:
         self.exif = exif
 
     def __call__(self, source):
-        """``source``: a path, or a (tar, offset, size) member of a webdataset pack."""
+        """``source``: a path (torchvision's ``ImageFolder`` hands over paths), or where an
+        image's bytes are (:meth:`SplitListing.source`: a file or a member of a pack)."""
         import io
 
         from PIL import Image, ImageOps
 
-        from dalinorm.pipelines.files import read_source
-
-        handle = open(source, "rb") if isinstance(source, str) else io.BytesIO(read_source(source))
+        if not isinstance(source, ImageSource):
+            source = ImageSource(str(source))
+        handle = io.BytesIO(source.read()) if source.in_tar else open(source.path, "rb")
         with handle:
             img = Image.open(handle)
             if self.exif:
@@ -42,8 +44,8 @@ class _OpenRGB:
             return img.convert("RGB")
 
 
-def _open_rgb(exif: bool) -> _OpenRGB:
-    return _OpenRGB(exif)
+def open_rgb(exif: bool) -> OpenRGB:
+    return OpenRGB(exif)
 
 
 def reference_transform(cfg: Config, split: str):
@@ -90,7 +92,7 @@ class _Collate:
         return images, labels
 
 
-class _ListedImages:
+class ListedImages:
     """(image, label) pairs of a listing that is not an ImageFolder (a file list, or a
     webdataset pack read member by member at its recorded offsets)."""
 
@@ -126,13 +128,13 @@ def reference_loader(
 
     # the same files as DaliLoader: same errors, and data.on_bad_file: skip honoured
     listing, _ = usable_listing(cfg, split)
-    transform, load = reference_transform(cfg, split), _open_rgb(cfg.data.exif == "apply")
+    transform, load = reference_transform(cfg, split), open_rgb(cfg.data.exif == "apply")
     if cfg.data.format == "imagefolder":
         usable = {str(f) for f in listing.files}
         dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform, loader=load,
                               is_valid_file=usable.__contains__)
     else:
-        dataset = _ListedImages(listing, transform, load)
+        dataset = ListedImages(listing, transform, load)
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers
     training = split == "train"
     seed = cfg.loader.seed if seed is None else seed

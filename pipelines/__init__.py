@@ -1,20 +1,28 @@
-"""DALI graphs (train and eval) and what they read: the ImageFolder listing and the mean/std."""
+"""The DALI graphs: readers, decode, resize, normalize and the in-graph reductions, one
+definition for both devices; and what runs them (the prefetch loop, DALI's errors translated).
 
-from dalinorm.pipelines.files import DatasetError, SplitListing, list_image_folder
-from dalinorm.pipelines.graphs import GraphSpec, build_eval_pipeline, build_train_pipeline
-from dalinorm.pipelines.normalize import Normalization, resolve_normalization
+This room builds on the data listing (:mod:`dalinorm.data`) and knows nothing of the stats
+file: the mean/std it applies arrive as a :class:`Normalization`.
+"""
 
-# data.on_bad_file: skip without a checked list runs check-data's checks: this import registers
-# them with the data listing (pipelines/files.py), which cannot import the room above it
-from dalinorm.pipelines import checks as _checks  # noqa: F401,E402
+from dalinorm.pipelines.graphs import (
+    build_decode_pipeline,
+    build_eval_pipeline,
+    build_stats_pipeline,
+    build_train_pipeline,
+)
+from dalinorm.pipelines.normalize import Normalization
+from dalinorm.pipelines.run import PipelineError
+from dalinorm.pipelines.specs import GraphSpec
+from dalinorm.pipelines.usable import usable_listing
 
 __all__ = [
-    "DatasetError",
     "GraphSpec",
     "Normalization",
-    "SplitListing",
+    "PipelineError",
+    "build_decode_pipeline",
     "build_eval_pipeline",
+    "build_stats_pipeline",
     "build_train_pipeline",
-    "list_image_folder",
-    "resolve_normalization",
+    "usable_listing",
 ]

@@ -4,7 +4,7 @@ Cheap checks run in a thread pool (size, header bytes, PIL's header parse for mo
 size), then every remaining file is decoded by the same DALI decoder the pipelines use, in
 batches; a batch that fails is decoded again file by file to name the culprit.
 
-What counts as data and what as junk (README's table is generated from the same rules):
+What counts as data and what as junk (README's table says the same):
 
 =========================================  =========================================
 file                                       verdict
@@ -30,16 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from dalinorm.atomic import write_atomically
 from dalinorm.config import Config
+from dalinorm.data.listing import ImageSource, SplitListing
+from dalinorm.data.splits import CHECKED_LIST_HEADER, list_split
 from dalinorm.pipelines.device import resolve_device_id
-from dalinorm.pipelines.files import (
-    CHECKED_LIST_HEADER,
-    SplitListing,
-    list_split,
-    read_source,
-    register_split_checker,
-)
-from dalinorm.pipelines.graphs import explain_pipeline_error, is_file_error
+from dalinorm.pipelines.readers import read_encoded
+from dalinorm.pipelines.run import explain_pipeline_error, is_file_error, last_dali_line
+from dalinorm.pipelines.specs import GraphSpec, decoder_args, import_dali
+from dalinorm.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -89,27 +88,29 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def cheap_check(source: str | Path | tuple[str, int, int], max_pixels: int) -> str | None:
+def cheap_check(source: ImageSource | str | Path, max_pixels: int) -> str | None:
     """The reason an image is unusable, from its size and header alone; None if it may be.
-    ``source``: a path, or a (tar, offset, size) member of a webdataset pack."""
+    ``source``: a path, or where an image's bytes are (a file or a member of a pack)."""
     import io
 
     from PIL import Image
 
+    if not isinstance(source, ImageSource):
+        source = ImageSource(str(source))
     try:
-        if isinstance(source, tuple):
-            data = read_source(source)
+        if source.in_tar:
+            data = source.read()
             size, head = len(data), data[:16]
 
             def open_image():
                 return Image.open(io.BytesIO(data))
         else:
-            size = Path(source).stat().st_size
-            with open(source, "rb") as handle:
+            size = Path(source.path).stat().st_size
+            with open(source.path, "rb") as handle:
                 head = handle.read(16)
 
             def open_image():
-                return Image.open(source)
+                return Image.open(source.path)
     except OSError as err:
         return f"unreadable: {err.strerror or err}"
     if size == 0:
@@ -133,32 +134,35 @@ def cheap_check(source: str | Path | tuple[str, int, int], max_pixels: int) -> s
     return None
 
 
-def _decode_batches(sources: list, cfg: Config, device_id: int | None, batch: int):
-    """Decode ``sources`` with the pipelines' decoder; yield (indices, error or None) per batch.
+def _decode_batches(sources: list[ImageSource], cfg: Config, device_id: int | None, batch: int):
+    """Decode ``sources`` with the pipelines' reader and decoder; yield (indices, error or
+    None) per batch.
 
     One pipeline reads the images in order, batch after batch; only when a batch fails are its
     images decoded one by one to name the culprit, and a new pipeline takes over after it.
-    Files are read by DALI's file reader; members of a pack are read here and fed in.
+    Files are read by the graphs' file reader; members of a pack are read here and fed in
+    (the tar reader cannot leave out the images the cheap checks already refused).
     """
     import numpy as np
-    from nvidia.dali import fn, types
-    from nvidia.dali.pipeline import Pipeline
+
+    fn, types, Pipeline = import_dali()
 
     def build(chunk: list[int], size: int):
+        spec = GraphSpec(files=[sources[i].path for i in chunk], labels=[0] * len(chunk),
+                         device_id=device_id, seed=0)
         pipe = Pipeline(batch_size=size, num_threads=cfg.loader.num_threads, device_id=device_id,
                         prefetch_queue_depth=1, exec_pipelined=False, exec_async=False)
         with pipe:
-            if all(isinstance(sources[i], str) for i in chunk):
-                encoded, _ = fn.readers.file(files=[sources[i] for i in chunk], pad_last_batch=True)
+            if not any(sources[i].in_tar for i in chunk):
+                encoded, _ = read_encoded(spec, shuffle=False)
             else:
                 def batches():
                     for at in range(0, len(chunk), size):
-                        yield [np.frombuffer(read_source(sources[i]), dtype=np.uint8)
+                        yield [np.frombuffer(sources[i].read(), dtype=np.uint8)
                                for i in chunk[at:at + size]]
 
                 encoded = fn.external_source(source=batches, dtype=types.UINT8, ndim=1)
-            images = fn.decoders.image(encoded, device="cpu" if device_id is None else "mixed",
-                                       output_type=types.RGB,
+            images = fn.decoders.image(encoded, **decoder_args(cfg, spec), output_type=types.RGB,
                                        adjust_orientation=cfg.data.exif == "apply")
             pipe.set_outputs(images)
         pipe.build()
@@ -199,26 +203,21 @@ def _decode_reason(source, err: Exception) -> str:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(read_source(source))) as img:
+        with Image.open(io.BytesIO(source.read())) as img:
             img.load()
     except OSError as pil_err:
         if "truncated" in str(pil_err):
             return "truncated (the file ends before the image data does)"
     except Exception:
         pass
-    lines = [l.strip() for l in str(err).splitlines() if l.strip() and "no longer valid" not in l]
-    return "cannot be decoded by DALI: " + (lines[-1] if lines else "decoder error")
+    return "cannot be decoded by DALI: " + last_dali_line(err)
 
 
 def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, desc: str,
            where=None) -> list[BadFile]:
     """Every unusable image among ``sources`` (reported under ``names``, and ``where(i)`` if
     given), with its reason."""
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(sources) * 2, unit="step", desc=desc, dynamic_ncols=True)
+    bar = progress_bar(len(sources) * 2, unit="step", desc=desc, enabled=progress)
     bad: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:
         reasons = pool.map(lambda s: cheap_check(s, cfg.data.max_pixels), sources, chunksize=64)
@@ -228,34 +227,30 @@ def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, des
                 bad[i] = reason
             else:
                 candidates.append(i)
-            if bar:
-                bar.update(1)
-    if bar:
-        bar.update(len(sources) - len(candidates))
+            bar.update(1)
+    bar.update(len(sources) - len(candidates))
     device_id = resolve_device_id(cfg.loader.device)
     for chunk, err in _decode_batches([sources[i] for i in candidates], cfg, device_id,
                                       cfg.loader.batch_size):
         if err is not None:
             i = candidates[chunk[0]]
             bad[i] = _decode_reason(sources[i], err)
-        if bar:
-            bar.update(len(chunk))
-    if bar:
-        bar.close()
+        bar.update(len(chunk))
+    bar.close()
     return [BadFile(names[i], bad[i], where(i) if where else "") for i in sorted(bad)]
 
 
 def check_files(files: list[Path], cfg: Config, *, progress: bool = False,
                 desc: str = "check") -> list[BadFile]:
     """Every unusable file among ``files``, with its reason."""
-    return _check(list(files), [str(f) for f in files], cfg, progress=progress, desc=desc)
+    return _check(list(files), [ImageSource(str(f)) for f in files], cfg, progress=progress, desc=desc)
 
 
 def check_split(cfg: Config, split: str, *, progress: bool = False) -> CheckReport:
     """Every unusable image of ``split`` in any ``data.format``. In a webdataset pack an image
     is reported under its original path and read from its tar."""
     listing = list_split(cfg, split)
-    sources = [listing.source(i) for i in range(len(listing))]
+    sources = listing.sources()
     return CheckReport(split, listing, _check(list(listing.files), sources, cfg, progress=progress,
                                               desc=f"check {split}",
                                               where=listing.describe if listing.packed else None))
@@ -278,10 +273,8 @@ def format_checked_list(reports: Iterable[CheckReport], root: Path) -> str:
 def write_split_check(cfg: Config, split: str, listing: SplitListing, path: Path, key: str) -> None:
     """Check every image of ``listing`` (with a progress bar) and write the checked list to
     ``path`` atomically, ``key`` as its second line (``data.on_bad_file: skip`` without
-    ``data.checked_list``: pipelines/files.py decides where, and when the list is stale)."""
-    from dalinorm.stats.file import write_atomically
-
-    sources = [listing.source(i) for i in range(len(listing))]
+    ``data.checked_list``: pipelines/usable.py decides where, and when the list is stale)."""
+    sources = listing.sources()
     bad = _check(list(listing.files), sources, cfg, progress=True, desc=f"check {split}",
                  where=listing.describe if listing.packed else None)
     head, rest = format_checked_list([CheckReport(split, listing, bad)], cfg.data.root).split("\n", 1)
@@ -291,5 +284,3 @@ def write_split_check(cfg: Config, split: str, listing: SplitListing, path: Path
     log.info("data.on_bad_file: skip: %d of %d files of %s are unusable and skipped; the list "
              "(with the reasons) is %s", len(bad), len(listing), listing.root, path)
 
-
-register_split_checker(write_split_check)

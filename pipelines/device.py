@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dalinorm.config import ConfigError, DalinormError
+from dalinorm.errors import ConfigError, DalinormError
 
 log = logging.getLogger(__name__)
 

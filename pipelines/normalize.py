@@ -1,7 +1,9 @@
-"""Which mean and std the pipelines apply, resolved from ``normalize`` in the config.
+"""The mean and std the graphs apply (:class:`Normalization`), and applying them in the graph.
 
 Everything here is on the [0, 1] scale; :func:`dali_mean_std` is the one place where the
 values are multiplied by 255 for ``crop_mirror_normalize`` (which works in input units).
+Which values a config asks for is resolved above the graphs, where the stats file is read
+(:func:`dalinorm.stats.normalization.resolve_normalization`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from dalinorm.config import IMAGENET_MEAN, IMAGENET_STD, Config, NormalizeConfig
+from dalinorm.config import Config
+from dalinorm.pipelines.specs import import_dali
 
-__all__ = ["Normalization", "dali_mean_std", "pooled_mean_std", "resolve_normalization"]
+__all__ = ["Normalization", "dali_mean_std", "normalize_images", "pooled_mean_std"]
 
 
 @dataclass(frozen=True)
@@ -35,37 +38,20 @@ def pooled_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[float,
     return g_mean, math.sqrt(max(second - g_mean * g_mean, 0.0))
 
 
-def _three(values: Sequence[float]) -> tuple[float, float, float]:
-    return tuple(values) * 3 if len(values) == 1 else tuple(values)  # type: ignore[return-value]
-
-
-def resolve_normalization(cfg: Config, *, check_fingerprint: bool = True) -> Normalization:
-    """The mean/std the loader applies for ``cfg.normalize``.
-
-    With ``source: stats`` the stats file is read and, unless ``check_fingerprint`` is False,
-    its fingerprint is checked against the current training file list (the leak guard).
-    """
-    norm: NormalizeConfig = cfg.normalize
-    if norm.source == "none":
-        return Normalization((0.0,) * 3, (1.0,) * 3, "none (scaled to [0, 1])")
-    if norm.source == "stats":
-        from dalinorm.stats.file import load_stats_for_config
-
-        stats = load_stats_for_config(cfg, check_fingerprint=check_fingerprint)
-        if norm.mode == "global":
-            return Normalization((stats.global_mean,) * 3, (stats.global_std,) * 3,
-                                 f"stats file {norm.stats_file} (global)")
-        return Normalization(tuple(stats.mean), tuple(stats.std), f"stats file {norm.stats_file}")
-    if norm.source == "imagenet":
-        mean, std, origin = IMAGENET_MEAN, IMAGENET_STD, "imagenet"
-    else:
-        mean, std, origin = _three(norm.mean), _three(norm.std), "values"
-    if norm.mode == "global":
-        g_mean, g_std = pooled_mean_std(mean, std)
-        return Normalization((g_mean,) * 3, (g_std,) * 3, f"{origin} (global)")
-    return Normalization(tuple(mean), tuple(std), origin)
-
-
 def dali_mean_std(normalization: Normalization) -> tuple[list[float], list[float]]:
     """mean and std in 0–255 units, as ``crop_mirror_normalize`` wants them for uint8 input."""
     return [m * 255.0 for m in normalization.mean], [s * 255.0 for s in normalization.std]
+
+
+def normalize_images(images, cfg: Config, normalization: Normalization, **crop_args):
+    """``crop_mirror_normalize`` with the config's dtype and layout (``crop_args``: mirror, crop)."""
+    fn, types, _ = import_dali()
+    mean, std = dali_mean_std(normalization)
+    return fn.crop_mirror_normalize(
+        images,
+        dtype=types.FLOAT16 if cfg.output.dtype == "float16" else types.FLOAT,
+        output_layout="CHW" if cfg.output.layout == "NCHW" else "HWC",
+        mean=mean,
+        std=std,
+        **crop_args,
+    )

@@ -14,17 +14,14 @@ nothing next to nvJPEG, so the GPU path uses them; it is also the fallback witho
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 
-from dalinorm.config import ConfigError, MissingDependencyError
+from dalinorm.errors import ConfigError, MissingDependencyError
 
-log = logging.getLogger(__name__)
 
-__all__ = ["REDUCERS", "choose_reducer", "reduce_images"]
+__all__ = ["choose_reducer", "per_image_sums", "reduce_images"]
 
-REDUCERS = ("auto", "histogram", "sums")
 _SQUARES = [float(v * v) for v in range(256)]  # ≤ 65025: exact in the table's float values
 
 

@@ -18,18 +18,19 @@ the crop anchor its own way and resizes in one float pass (docs/PARITY.md).
 from __future__ import annotations
 
 from dalinorm.config import Config
-from dalinorm.pipelines.graphs import GraphSpec, _dali, _new_pipeline, _normalize, _read
-from dalinorm.pipelines.normalize import Normalization
+from dalinorm.pipelines.normalize import Normalization, normalize_images
+from dalinorm.pipelines.readers import read_encoded
+from dalinorm.pipelines.specs import GraphSpec, import_dali, new_pipeline
 
 __all__ = ["build_stock_eval_pipeline", "build_stock_train_pipeline"]
 
 
 def build_stock_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
     """The RN50 example's training graph, with the config's crop ranges and flip."""
-    fn, _, types, _ = _dali()
-    pipe = _new_pipeline(cfg, spec)
+    fn, types, _ = import_dali()
+    pipe = new_pipeline(cfg, spec)
     with pipe:
-        jpegs, labels = _read(spec, shuffle=True)
+        jpegs, labels = read_encoded(spec, shuffle=True)
         images = fn.decoders.image_random_crop(
             jpegs, device=spec.decode_device, output_type=types.RGB,
             random_area=list(cfg.train.scale), random_aspect_ratio=list(cfg.train.ratio),
@@ -38,22 +39,22 @@ def build_stock_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Norm
         size = cfg.train.size
         images = fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_TRIANGULAR)
         mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-        images = _normalize(images, cfg, normalization, mirror=mirror)
+        images = normalize_images(images, cfg, normalization, mirror=mirror)
         pipe.set_outputs(images, labels if spec.device_id is None else labels.gpu())
     return pipe
 
 
 def build_stock_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
     """The RN50 example's validation graph: resize the shorter side, DALI's centre crop."""
-    fn, _, types, _ = _dali()
-    pipe = _new_pipeline(cfg, spec)
+    fn, types, _ = import_dali()
+    pipe = new_pipeline(cfg, spec)
     with pipe:
-        jpegs, labels = _read(spec, shuffle=False)
+        jpegs, labels = read_encoded(spec, shuffle=False)
         images = fn.decoders.image(jpegs, device=spec.decode_device, output_type=types.RGB,
                                    adjust_orientation=cfg.data.exif == "apply")
         images = fn.resize(images, resize_shorter=cfg.eval.resize_shorter,
                            interp_type=types.INTERP_TRIANGULAR)
         crop = cfg.eval.crop
-        images = _normalize(images, cfg, normalization, crop=(crop, crop))
+        images = normalize_images(images, cfg, normalization, crop=(crop, crop))
         pipe.set_outputs(images, labels if spec.device_id is None else labels.gpu())
     return pipe

@@ -1,8 +1,15 @@
-"""The statistics pass: exact per-channel moments of the training split, and the stats file."""
+"""The statistics pass: exact per-channel moments of the training split, the stats file, and
+which mean/std a config's ``normalize`` section resolves to (the leak guard included)."""
 
 from dalinorm.stats.compute import LeakError, compute_stats
-from dalinorm.stats.file import DatasetStats, StatsFileError, read_stats_file, write_stats_file
+from dalinorm.stats.file import (
+    DatasetStats,
+    StatsFileError,
+    read_stats_file,
+    write_stats_file,
+)
 from dalinorm.stats.moments import MomentsAccumulator
+from dalinorm.stats.normalization import resolve_normalization
 
 __all__ = [
     "DatasetStats",
@@ -11,5 +18,6 @@ __all__ = [
     "StatsFileError",
     "compute_stats",
     "read_stats_file",
+    "resolve_normalization",
     "write_stats_file",
 ]

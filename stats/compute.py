@@ -1,8 +1,8 @@
 """The statistics pass: every image of the training split exactly once, reduced in the graph.
 
-Each rank reads its own contiguous block of the split (whole tars for a webdataset pack; no
-reader padding reaches the sums:
-the padded tail of the last batch is dropped here), DALI reduces every image to per-channel
+Each rank reads its own contiguous block of the split (in a webdataset pack too: DALI's
+reader shards the tars by image; no reader padding reaches the sums, the padded tail of
+the last batch is dropped here), DALI reduces every image to per-channel
 integer sums, and the sums are merged exactly: across batches in :class:`MomentsAccumulator`,
 across ranks by gathering the accumulators (sums and counts, never means) and adding them.
 """
@@ -16,23 +16,22 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from dalinorm.config import Config, DalinormError
+from dalinorm.config import Config
+from dalinorm.data.listing import SplitListing, fingerprint_of
+from dalinorm.errors import DalinormError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
-from dalinorm.pipelines.files import SplitListing, fingerprint_of, usable_listing
-from dalinorm.pipelines.graphs import (
-    GraphSpec,
-    build_stats_pipeline,
-    explain_pipeline_error,
-    pipeline_batches,
-    run_batches,
-)
+from dalinorm.pipelines.graphs import build_stats_pipeline
 from dalinorm.pipelines.reductions import choose_reducer, per_image_sums
+from dalinorm.pipelines.run import explain_pipeline_error, pipeline_batches, run_batches
+from dalinorm.pipelines.specs import GraphSpec
+from dalinorm.pipelines.usable import usable_listing
+from dalinorm.progress import progress_bar
 from dalinorm.stats.file import DatasetStats
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LeakError", "ShardReducer", "compute_stats", "reduce_split"]
+__all__ = ["LeakError", "RankBlockReducer", "compute_stats", "reduce_split"]
 
 
 class LeakError(DalinormError, ValueError):
@@ -57,7 +56,7 @@ def _histograms(images, count: int) -> np.ndarray:
     return total
 
 
-class ShardReducer:
+class RankBlockReducer:
     """One rank's block of a split, reduced to moments; ``reduce()`` may be called again for
     another full pass over the same files (the pipeline is built once)."""
 
@@ -86,7 +85,7 @@ class ShardReducer:
             return acc
         bs = self.batch_size
         batches = self._batches
-        bar = _progress_bar(self.count, enabled=progress, desc=f"stats {self.name}")
+        bar = progress_bar(self.count, enabled=progress, desc=f"stats {self.name}")
         started = time.perf_counter()
         try:
             if self._pipe is None:
@@ -128,7 +127,7 @@ def reduce_split(
     progress: bool = False,
 ) -> tuple[MomentsAccumulator, str]:
     """Moments of this rank's block of ``listing``; returns (accumulator, decoder device)."""
-    reducer = ShardReducer(cfg, listing, rank=rank, world_size=world_size, histogram=histogram)
+    reducer = RankBlockReducer(cfg, listing, rank=rank, world_size=world_size, histogram=histogram)
     return reducer.reduce(progress=progress), reducer.decoder_device
 
 
@@ -139,22 +138,6 @@ def _named(batches, listing=None):
         yield from batches
     except RuntimeError as err:
         raise explain_pipeline_error(err, listing) from err
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, *, enabled: bool, desc: str):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True, smoothing=0.1)
 
 
 def _all_reduce(acc: MomentsAccumulator) -> MomentsAccumulator:
@@ -192,7 +175,7 @@ def compute_stats(
             f"(data.train = {cfg.data.train!r}); taking them from {split!r} leaks evaluation data "
             "into the model's input. Pass --allow-split to compute them anyway (for analysis)"
         )
-    split_name = {"train": cfg.data.train, "val": cfg.data.val}.get(split, split)
+    split_name = cfg.split_dir(split).name
     listing, skipped = usable_listing(cfg, split)
     rank, world_size = distributed_rank_world(rank, world_size)
     acc, device = reduce_split(cfg, listing, rank=rank, world_size=world_size,

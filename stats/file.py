@@ -8,28 +8,23 @@ training split before it applies the statistics (the leak guard).
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dalinorm.config import Config, DalinormError, UsageError
-from dalinorm.pipelines.files import fingerprint_of, usable_listing
+from dalinorm.atomic import write_atomically
+from dalinorm.data.listing import fingerprint_of
+from dalinorm.errors import DalinormError, UsageError
 
-log = logging.getLogger(__name__)
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "DatasetStats",
     "StatsFileError",
-    "load_stats_for_config",
     "read_stats_file",
-    "write_atomically",
     "write_stats_file",
 ]
 
@@ -99,27 +94,6 @@ class DatasetStats:
 
 
 # ---------------------------------------------------------------------- writing
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a
-    torn one: a temporary file in the same folder, fsync, then rename over the target. The
-    temporary file is removed if anything (an exception, Ctrl-C) interrupts the write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _file_list_path(path: Path) -> Path:
     return path.with_name(path.name + ".files.txt")
 
@@ -232,27 +206,3 @@ def describe_mismatch(path: Path, current_list: str) -> str:
     removed = len(then.keys() - now.keys())
     changed = sum(1 for k in now.keys() & then.keys() if now[k] != then[k])
     return f"{added} files added, {removed} removed, {changed} changed in size since"
-
-
-def load_stats_for_config(cfg: Config, *, check_fingerprint: bool = True) -> DatasetStats:
-    """The stats file named by ``normalize.stats_file``, checked against the training split.
-
-    On a fingerprint mismatch this fails (``normalize.on_mismatch: error``) or logs a warning
-    (``warn``), saying how many files were added, removed or changed.
-    """
-    path = cfg.normalize.stats_file
-    stats = read_stats_file(path)
-    if not check_fingerprint:
-        return stats
-    listing, _ = usable_listing(cfg, "train")
-    current = listing.file_list()
-    if fingerprint_of(current) != stats.fingerprint:
-        message = (
-            f"normalize.stats_file: {path} was computed on other files than the training split "
-            f"{cfg.split_dir('train')} ({describe_mismatch(path, current)}); recompute it with "
-            "`dalinorm stats`, or set normalize.on_mismatch: warn to use it anyway"
-        )
-        if cfg.normalize.on_mismatch == "error":
-            raise StatsFileError(message)
-        log.warning("%s", message)
-    return stats

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dalinorm.config import MissingDependencyError, UsageError
-from dalinorm.stats.file import DatasetStats, write_atomically
+from dalinorm.atomic import write_atomically
+from dalinorm.errors import MissingDependencyError, UsageError
+from dalinorm.stats.file import DatasetStats
 
 __all__ = ["plot_histograms", "require_matplotlib"]
 

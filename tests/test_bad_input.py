@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from dalinorm import DaliLoader, DatasetError
+from dalinorm.data.imagefolder import list_image_folder
 from dalinorm.pipelines.checks import check_files
-from dalinorm.pipelines.files import list_image_folder
 from dalinorm.stats import compute_stats, read_stats_file, write_stats_file
-
+from PIL import Image
 from testkit import REPO, make_config
 
 RNG = np.random.default_rng(0)
@@ -224,7 +222,7 @@ def test_skip_without_a_checked_list_checks_once_caches_and_says_so(junk_folder,
     import logging
     import shutil
 
-    from dalinorm.pipelines.files import checked_list_cache, list_split
+    from dalinorm.data.splits import checked_list_cache, list_split
 
     root = tmp_path / "data"
     shutil.copytree(junk_folder, root, symlinks=True)
@@ -263,7 +261,7 @@ def test_skip_without_a_checked_list_checks_once_caches_and_says_so(junk_folder,
 def test_automatic_checked_list_falls_back_to_the_user_cache(tmp_path, monkeypatch):
     """Where data.root is itself a split folder (a new subfolder there would be a class), the
     list goes to $XDG_CACHE_HOME/dalinorm (else ~/.cache/dalinorm)."""
-    from dalinorm.pipelines.files import checked_list_cache, list_split
+    from dalinorm.data.splits import checked_list_cache, list_split
 
     write(tmp_path / "data" / "a" / "x.jpg", photo(), "JPEG")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -7,8 +7,7 @@ import os
 
 import numpy as np
 import pytest
-
-from dalinorm.integration.bench import (
+from dalinorm.commands.bench import (
     CANDIDATES,
     BenchResult,
     EpochSample,
@@ -89,8 +88,7 @@ def test_table_shows_ratio_and_fraction_of_floor():
 
 def test_memory_profile_runs_one_loader_alone(colour_data):
     """A fresh process, one loader, PSS after every epoch; growth is epoch 2 to the last."""
-    from dalinorm.integration.bench import memory_profile
-
+    from dalinorm.commands.bench import memory_profile
     from testkit import make_config
 
     result = memory_profile(make_config(colour_data[0].root), "train", "dalinorm", epochs=3, workers=0)
@@ -168,8 +166,7 @@ def test_epoch_is_charged_up_to_the_end_of_its_tail():
     import time
 
     import torch
-
-    from dalinorm.integration.bench import _time_epoch, tree_cpu_seconds
+    from dalinorm.commands.bench import _time_epoch, tree_cpu_seconds
 
     # the wait reports that the tree kept working 0.5 s and 0.25 CPU s after the last batch
     def settle():
@@ -206,10 +203,9 @@ def test_plain_transforms_compute_the_config_recipe(tmp_path):
     """The classic (v1) and v2 baselines do dalinorm's work: the eval tensors equal the
     reference recipe's; the train ones are the configured size."""
     import torch
-    from PIL import Image
-
-    from dalinorm.integration.bench import plain_transform
+    from dalinorm.commands.bench import plain_transform
     from dalinorm.integration.reference import reference_transform
+    from PIL import Image
     from testkit import make_config, natural_image
 
     cfg = make_config(tmp_path)
@@ -229,7 +225,7 @@ def test_bench_runs_every_candidate_and_reports_them(colour_data, tmp_path):
     images, and the ratios are the report's own arithmetic."""
     import json
 
-    from dalinorm.integration.bench import run_bench, write_report
+    from dalinorm.commands.bench import run_bench, write_report
     from testkit import make_config
 
     cfg = make_config(colour_data[0].root)
@@ -256,8 +252,7 @@ def test_stock_graph_eval_epochs_are_whole_and_repeatable(colour_data):
     """DALI's stock graph behind its own iterator: every val image once per epoch, in order,
     epoch after epoch (the reader-linked iterator's padding and reset)."""
     import torch
-
-    from dalinorm.integration.bench import build_candidate
+    from dalinorm.commands.bench import build_candidate
     from testkit import make_config
 
     train, val = colour_data

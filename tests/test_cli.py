@@ -8,12 +8,15 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 import dalinorm
+import pytest
 from dalinorm import cli
-from dalinorm.config import ConfigError, DalinormError, MissingDependencyError, UsageError
-
+from dalinorm.errors import (
+    ConfigError,
+    DalinormError,
+    MissingDependencyError,
+    UsageError,
+)
 from testkit import REPO, make_config, write_textured_folder
 
 SAMPLE = str(REPO / "configs" / "sample.yaml")
@@ -43,11 +46,12 @@ def test_version_flag_prints_the_one_version(capsys):
 
 def test_pyproject_takes_the_version_from_the_package():
     import importlib.metadata
+
     import tomllib
 
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
-    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "dalinorm.__version__"}
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "dalinorm.version.__version__"}
     # what pip installed was built from the same attribute
     assert importlib.metadata.version("dalinorm") == dalinorm.__version__
 
@@ -62,7 +66,12 @@ def test_every_public_name_imports_from_the_top_level():
     for name in dalinorm.__all__:
         assert getattr(dalinorm, name) is not None, name
         assert name in dalinorm.__doc__, f"{name} is public but not in the module docstring"
-    from dalinorm import compute_stats, read_stats_file, reference_loader, write_stats_file  # noqa: F401
+    from dalinorm import (  # noqa: F401
+        compute_stats,
+        read_stats_file,
+        reference_loader,
+        write_stats_file,
+    )
     from dalinorm.stats import compute_stats as from_stats
 
     assert compute_stats is from_stats
@@ -192,7 +201,7 @@ def test_reducer_and_rank_errors_are_dalinorm_errors():
 
 
 def test_shard_size_and_stats_file_misuse_are_usage_errors():
-    from dalinorm.pipelines.webdataset import parse_size
+    from dalinorm.commands.pack import parse_size
 
     with pytest.raises(UsageError, match=r"^--shard-size: expected a size like 1GB"):
         parse_size("lots")
@@ -246,7 +255,7 @@ def _bad_crop_pipeline(files):
 def test_a_non_file_dali_failure_is_not_blamed_on_a_file(small_folder):
     from dalinorm import DatasetError, PipelineError
     from dalinorm.integration.loader import _PipelineFeed
-    from dalinorm.pipelines.graphs import run_batches
+    from dalinorm.pipelines.run import run_batches
     from dalinorm.stats.compute import _named
 
     files = sorted((small_folder / "train").rglob("*.jpg"))
@@ -300,9 +309,8 @@ def test_which_dali_errors_are_about_a_file(small_folder, tmp_path):
     is the file's (named when DALI names it), anything else is the pipeline's."""
     import os
 
+    from dalinorm.pipelines.run import is_file_error
     from nvidia.dali import fn
-
-    from dalinorm.pipelines.graphs import is_file_error
 
     good = sorted((small_folder / "train").rglob("*.jpg"))[0]
     truncated, noise, empty = tmp_path / "half.jpg", tmp_path / "noise.jpg", tmp_path / "empty.jpg"

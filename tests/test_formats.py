@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from dalinorm import ConfigError, DaliLoader, DatasetError
+from dalinorm.commands.pack import pack_split, parse_size
+from dalinorm.data import pack_writer
+from dalinorm.data.packs import read_pack
+from dalinorm.data.splits import list_split
 from dalinorm.integration.reference import reference_loader
-from dalinorm.pipelines import webdataset
 from dalinorm.pipelines.checks import check_split
-from dalinorm.pipelines.files import list_split
-from dalinorm.pipelines.webdataset import pack_split, parse_size, read_pack
 from dalinorm.stats import compute_stats
-from dalinorm.stats.compute import ShardReducer
+from dalinorm.stats.compute import RankBlockReducer
 from dalinorm.stats.file import StatsFileError, write_stats_file
-
 from testkit import DEVICES, make_config, write_colour_folder
 
 
@@ -204,10 +203,10 @@ def test_eval_and_stats_split_a_pack_by_image_exactly_once(colour_data, packed):
             assert len(ids) == loader.epoch_size == len(range(*listing.rank_block(r, world)))
         seen += ids
     assert sorted(seen) == list(range(len(train.files)))
-    whole = ShardReducer(cfg, listing).reduce()
+    whole = RankBlockReducer(cfg, listing).reduce()
     parts = []
     for r in range(world):
-        reducer = ShardReducer(cfg, listing, rank=r, world_size=world)
+        reducer = RankBlockReducer(cfg, listing, rank=r, world_size=world)
         first, again = reducer.reduce(), reducer.reduce()  # a second pass stays aligned (bench)
         assert (first.sums, first.squares) == (again.sums, again.squares)
         parts.append(first)
@@ -242,7 +241,7 @@ def test_pack_is_reproducible_and_resumes_after_an_interruption(colour_data, tmp
     cfg = make_config(train.root)
     size = sum(f.stat().st_size + 1536 for f in train.files) // 5
     fresh = pack_split(cfg, split="train", out=tmp_path / "fresh", shard_size=size)
-    real_write = webdataset._write_tar
+    real_write = pack_writer._write_tar
     calls = []
 
     def interrupted(*args):
@@ -251,13 +250,13 @@ def test_pack_is_reproducible_and_resumes_after_an_interruption(colour_data, tmp
             raise KeyboardInterrupt
         return real_write(*args)
 
-    monkeypatch.setattr(webdataset, "_write_tar", interrupted)
+    monkeypatch.setattr(pack_writer, "_write_tar", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pack_split(cfg, split="train", out=tmp_path / "again", shard_size=size)
     assert not list((tmp_path / "again").glob("*.partial")) and not (tmp_path / "again" / "manifest.json").exists()
     with pytest.raises(DatasetError, match="unfinished pack"):
         read_pack(tmp_path / "again")
-    monkeypatch.setattr(webdataset, "_write_tar", real_write)
+    monkeypatch.setattr(pack_writer, "_write_tar", real_write)
     resumed = pack_split(cfg, split="train", out=tmp_path / "again", shard_size=size)
     assert resumed.resumed_shards == 2 and resumed.num_shards == fresh.num_shards
     for name in ["samples.tsv"] + [p.name for p in (tmp_path / "fresh").glob("shard-*")]:
@@ -265,10 +264,10 @@ def test_pack_is_reproducible_and_resumes_after_an_interruption(colour_data, tmp
     with pytest.raises(DatasetError, match="already holds a pack"):
         pack_split(cfg, split="train", out=tmp_path / "again", shard_size=size)
     # interrupted in its very first shard: the same command still resumes
-    monkeypatch.setattr(webdataset, "_write_tar", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(pack_writer, "_write_tar", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         pack_split(cfg, split="train", out=tmp_path / "first", num_shards=1)
-    monkeypatch.setattr(webdataset, "_write_tar", real_write)
+    monkeypatch.setattr(pack_writer, "_write_tar", real_write)
     assert pack_split(cfg, split="train", out=tmp_path / "first", num_shards=1).num_samples == 37
     with pytest.raises(DatasetError, match="unfinished pack of other data or options"):
         (tmp_path / "other").mkdir()
@@ -403,7 +402,7 @@ def _foreign_tars(folder: Path, data, per_tar: int = 4, cls=lambda label: str(la
 
 def test_existing_webdataset_tars_are_indexed_and_read(colour_data, tmp_path):
     from dalinorm.cli import main
-    from dalinorm.pipelines.webdataset import index_shards
+    from dalinorm.data.pack_writer import index_tars
 
     train, _ = colour_data
     _foreign_tars(tmp_path / "wds" / "val", train)
@@ -418,7 +417,7 @@ def test_existing_webdataset_tars_are_indexed_and_read(colour_data, tmp_path):
     assert torch.equal(torch.cat([x for x, _ in batches]), folder)
     assert torch.cat([y for _, y in batches]).tolist() == list(train.labels)
     with pytest.raises(DatasetError, match="already holds manifest.json"):
-        index_shards(tmp_path / "wds" / "val")
+        index_tars(tmp_path / "wds" / "val")
 
 
 @pytest.mark.parametrize("cls, message", [
@@ -426,18 +425,18 @@ def test_existing_webdataset_tars_are_indexed_and_read(colour_data, tmp_path):
     (lambda label: b"", r"holds b''; expected the label"),
 ])
 def test_foreign_labels_the_graph_cannot_parse_are_named(colour_data, tmp_path, cls, message):
-    from dalinorm.pipelines.webdataset import index_shards
+    from dalinorm.data.pack_writer import index_tars
 
     _foreign_tars(tmp_path / "wds", colour_data[0], cls=cls)
     with pytest.raises(DatasetError, match=r"part-000.tar: c0/img000.cls " + message):
-        index_shards(tmp_path / "wds")
+        index_tars(tmp_path / "wds")
     assert not (tmp_path / "wds" / "manifest.json").exists()
 
 
 def test_foreign_tar_with_scattered_sample_members_is_refused(colour_data, tmp_path):
     import io
 
-    from dalinorm.pipelines.webdataset import index_shards
+    from dalinorm.data.pack_writer import index_tars
 
     data = colour_data[0]
     (tmp_path / "wds").mkdir()
@@ -448,7 +447,7 @@ def test_foreign_tar_with_scattered_sample_members_is_refused(colour_data, tmp_p
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
     with pytest.raises(DatasetError, match="a.tar: the members of a sample are not consecutive"):
-        index_shards(tmp_path / "wds")
+        index_tars(tmp_path / "wds")
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -459,7 +458,7 @@ def test_parity_reads_a_pack_without_its_original_files(tmp_path, split):
     import shutil
 
     from dalinorm.cli import main
-    from dalinorm.integration.parity import run_eval_parity
+    from dalinorm.commands.parity import run_eval_parity
     from testkit import write_textured_folder
 
     source = tmp_path / "source"

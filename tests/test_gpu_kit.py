@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from testkit import REPO, make_config, write_colour_folder
 
 STEPS = ["unpack_dali", "install", "versions", "data", "bench_train", "bench_eval", "parity",
@@ -37,7 +36,7 @@ def _kit_module():
 
 
 def test_jpeg_upsampling_is_validated_like_every_key(tmp_path):
-    from dalinorm.config import ConfigError
+    from dalinorm.errors import ConfigError
 
     assert make_config(tmp_path).loader.jpeg_upsampling == "fast"  # DALI's default decoding
     assert make_config(tmp_path, "loader.jpeg_upsampling=faithful").loader.jpeg_upsampling == "faithful"
@@ -68,9 +67,13 @@ def test_every_gpu_decoder_gets_fancy_upsampling_only_when_faithful(tmp_path, de
     # decode device is forced to "mixed" and each decoder's arguments are read from its spec
     # (train's fused random-crop decode, the eval decode, the decode floor's). The GPU run
     # itself is the kit's decoder_parity step.
-    from dalinorm.pipelines.graphs import (GraphSpec, build_decode_pipeline, build_eval_pipeline,
-                                           build_train_pipeline)
+    from dalinorm.pipelines.graphs import (
+        build_decode_pipeline,
+        build_eval_pipeline,
+        build_train_pipeline,
+    )
     from dalinorm.pipelines.normalize import Normalization
+    from dalinorm.pipelines.specs import GraphSpec
 
     class Spec(GraphSpec):
         @property

@@ -2,7 +2,7 @@
 
 Every comparison is against an independent reference — PIL's decoder, torchvision's
 transforms on PIL images, torchvision's ``RandomResizedCrop.get_params`` — with the tolerance
-table of ``dalinorm.integration.parity`` (keyed by decode device and ``loader.resize``,
+table of ``dalinorm.commands.parity`` (keyed by decode device and ``loader.resize``,
 justified there and in docs/PARITY.md; ``dalinorm parity`` uses the same table). Images are
 natural-looking (smooth gradients, hard edges, grain), never flat colours: flat images survive
 any resampling unchanged and would hide every difference this file is about.
@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from dalinorm.integration.parity import (
+from dalinorm.commands.parity import (
     LEVEL_ROUNDING,
     NORMALIZE_ATOL_FLOAT16,
     NORMALIZE_ATOL_FLOAT32,
@@ -30,8 +28,14 @@ from dalinorm.integration.parity import (
     run_eval_parity,
     tolerance_for,
 )
-
-from testkit import DEVICES, make_config, natural_image, needs_cuda, write_textured_folder
+from PIL import Image
+from testkit import (
+    DEVICES,
+    make_config,
+    natural_image,
+    needs_cuda,
+    write_textured_folder,
+)
 
 EXACT = tolerance_for("cpu", "pil")  # the default on the CPU: bit-exact
 PIL_DALI = tolerance_for("cpu", "pil_dali")  # DALI's own two-pass resize (the GPU's pil)
@@ -315,7 +319,7 @@ def test_cli_parity_holds_fast_to_its_own_bound(varied_root, tmp_path, capsys, m
     fast row (it used to be held to the exact path's bound and FAIL), and fails once that row
     is tightened below what fast measures (max 1 level, mean ≈0.1 level here)."""
     from dalinorm.cli import main
-    from dalinorm.integration import parity
+    from dalinorm.commands import parity
 
     config = tmp_path / "fast.yaml"
     config.write_text(f"data: {{root: {varied_root}}}\nloader: {{batch_size: 4, num_threads: 2, "
@@ -343,10 +347,9 @@ def test_cli_parity_holds_fast_to_its_own_bound(varied_root, tmp_path, capsys, m
 def test_normalization_alone_matches_torchvision(device, dtype, normalize):
     """The same uint8 image through the graphs' crop_mirror_normalize and through torchvision's
     ToDtype(scale) + Normalize (in float32): only the arithmetic differs."""
+    from dalinorm.pipelines.normalize import normalize_images
+    from dalinorm.stats.normalization import resolve_normalization
     from nvidia.dali import fn
-
-    from dalinorm.pipelines.graphs import _normalize
-    from dalinorm.pipelines.normalize import resolve_normalization
     from torchvision.transforms import v2
 
     source, mode = normalize
@@ -362,7 +365,7 @@ def test_normalization_alone_matches_torchvision(device, dtype, normalize):
 
     def build():
         x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
-        return _normalize(x if device == "cpu" else x.gpu(), cfg, norm)
+        return normalize_images(x if device == "cpu" else x.gpu(), cfg, norm)
 
     (dali,) = run_dali(build, len(images), device)
     atol = NORMALIZE_ATOL_FLOAT32 if dtype == "float32" else NORMALIZE_ATOL_FLOAT16
@@ -414,11 +417,10 @@ def test_train_same_window_gives_same_output(train_jpegs, device):
     train graph's resize; torchvision's resized_crop(antialias) does the same on PIL. On the
     CPU the train graph's own resize (Pillow's fixed point in numba) must give PIL's bytes,
     edges included."""
+    from dalinorm.pipelines.resample import pil_resize_numba
+    from dalinorm.pipelines.resize import pil_resize
     from nvidia.dali import fn, types
     from torchvision.transforms.v2 import functional as F
-
-    from dalinorm.pipelines.graphs import pil_resize
-    from dalinorm.pipelines.resample import pil_resize_numba
 
     def source():
         return (encoded([s[0] for s in train_jpegs]),
@@ -495,10 +497,9 @@ def test_random_crop_windows_follow_torchvision_distribution(image_h, image_w):
     uses, with the train graph's random_area / random_aspect_ratio / num_attempts — against
     torchvision's RandomResizedCrop.get_params: area fraction and log aspect ratio have the
     same distribution (two-sample KS), and every window lies inside the image."""
+    from dalinorm.config import TrainConfig
     from nvidia.dali import fn, types
     from scipy.stats import ks_2samp
-
-    from dalinorm.config import TrainConfig
 
     train = TrainConfig()
     n, batch = 20_000, 5_000
@@ -530,10 +531,9 @@ def test_random_crop_windows_follow_torchvision_distribution(image_h, image_w):
 def test_random_crop_decoder_windows_follow_torchvision_distribution(tmp_path):
     """The train graph's own operator, decoders.image_random_crop, on a small JPEG: its output
     shapes (the windows) against torchvision's, 20,000 draws, KS on area and log ratio."""
+    from dalinorm.config import TrainConfig
     from nvidia.dali import fn, types
     from scipy.stats import ks_2samp
-
-    from dalinorm.config import TrainConfig
 
     train = TrainConfig()
     image_h, image_w = 90, 120

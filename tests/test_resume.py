@@ -10,9 +10,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-
 from dalinorm import DaliLoader
-
 from testkit import DEVICES, make_config, tensor_digest, write_textured_folder
 
 
@@ -94,7 +92,7 @@ def test_state_saved_right_after_a_restore_still_resumes(textured):
 
 def test_resume_over_a_webdataset_pack_is_exact(textured, tmp_path):
     """The shuffle buffer's state travels in DALI's checkpoint too."""
-    from dalinorm.pipelines.webdataset import pack_split
+    from dalinorm.commands.pack import pack_split
 
     train = textured
     pack_split(make_config(train.root), split="train", out=tmp_path / "train", shard_size=20_000)

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from dalinorm import DaliLoader
-from dalinorm.pipelines.files import list_image_folder
+from dalinorm.data.imagefolder import list_image_folder
 from dalinorm.stats import (
     LeakError,
     MomentsAccumulator,
@@ -23,7 +21,7 @@ from dalinorm.stats import (
     read_stats_file,
     write_stats_file,
 )
-
+from PIL import Image
 from testkit import DEVICES, REPO, make_config
 
 # mean and std are formed once from exact integer sums; 1e-9 leaves room only for the
@@ -196,9 +194,9 @@ def test_batches_and_shards_merge_exactly(mixed_data):
     assert (total.num_pixels, total.sums, total.squares) == (
         whole.sums["pixels"], whole.sums["sum"], whole.sums["sum_squares"])
     # a reducer run twice (as bench does) reads the same files again, not a shifted window
-    from dalinorm.stats.compute import ShardReducer
+    from dalinorm.stats.compute import RankBlockReducer
 
-    reducer = ShardReducer(make_config(mixed_data, "loader.batch_size=4"), listing, rank=1, world_size=3)
+    reducer = RankBlockReducer(make_config(mixed_data, "loader.batch_size=4"), listing, rank=1, world_size=3)
     first, second = reducer.reduce(), reducer.reduce()
     assert (first.sums, first.squares, first.num_images) == (second.sums, second.squares, second.num_images)
 

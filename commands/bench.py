@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dalinorm.config import Config, UsageError
+from dalinorm.config import Config
+from dalinorm.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +284,10 @@ def _time_epoch(batches: Iterable, to_device: Callable,
 
 def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) -> BenchResult:
     """A pipeline that only reads and decodes the same files: the ceiling for any path."""
-    from dalinorm.pipelines.files import usable_listing
-    from dalinorm.pipelines.graphs import GraphSpec, build_decode_pipeline, run_batches
+    from dalinorm.pipelines.graphs import build_decode_pipeline
+    from dalinorm.pipelines.run import run_batches
+    from dalinorm.pipelines.specs import GraphSpec
+    from dalinorm.pipelines.usable import usable_listing
 
     listing, _ = usable_listing(cfg, split)
     spec = GraphSpec.for_block(listing, 0, len(listing), device_id=device_id, seed=0)
@@ -300,11 +303,11 @@ def decode_floor(cfg: Config, split: str, device_id: int | None, epochs: int) ->
 
 
 def stats_pass(cfg: Config, epochs: int) -> BenchResult:
-    from dalinorm.pipelines.files import usable_listing
-    from dalinorm.stats.compute import ShardReducer
+    from dalinorm.pipelines.usable import usable_listing
+    from dalinorm.stats.compute import RankBlockReducer
 
     listing, _ = usable_listing(cfg, "train")
-    reducer = ShardReducer(cfg, listing)  # built once: the steady state, like the floor
+    reducer = RankBlockReducer(cfg, listing)  # built once: the steady state, like the floor
     return _repeat("stats pass", len(listing), reducer.reduce, epochs)
 
 
@@ -344,7 +347,7 @@ def plain_transform(cfg: Config, split: str, *, v2: bool):
     ``ToDtype(float32, scale=True)``, ``Normalize``). float32 CHW."""
     import torch
 
-    from dalinorm.pipelines.normalize import resolve_normalization
+    from dalinorm.stats.normalization import resolve_normalization
 
     if v2:
         from torchvision.transforms import v2 as T
@@ -371,19 +374,19 @@ def plain_dataloader(cfg: Config, split: str, *, workers: int, v2: bool):
     import torch
     from torchvision.datasets import ImageFolder
 
-    from dalinorm.integration.reference import _ListedImages, _open_rgb
-    from dalinorm.pipelines.files import usable_listing
+    from dalinorm.integration.reference import ListedImages, open_rgb
+    from dalinorm.pipelines.usable import usable_listing
 
     listing, _ = usable_listing(cfg, split)
     transform = plain_transform(cfg, split, v2=v2)
     exif = cfg.data.exif == "apply"
     if cfg.data.format == "imagefolder":
         usable = {str(f) for f in listing.files}
-        extra = {"loader": _open_rgb(True)} if exif else {}  # else torchvision's own loader
+        extra = {"loader": open_rgb(True)} if exif else {}  # else torchvision's own loader
         dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform,
                               is_valid_file=usable.__contains__, **extra)
     else:  # a file list or a pack: the listing's sources, member by member
-        dataset = _ListedImages(listing, transform, _open_rgb(exif))
+        dataset = ListedImages(listing, transform, open_rgb(exif))
     training = split == "train"
     return torch.utils.data.DataLoader(
         dataset, batch_size=cfg.loader.batch_size, shuffle=training,
@@ -401,10 +404,14 @@ class StockDaliLoader:
     def __init__(self, cfg: Config, split: str, device_id: int | None) -> None:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-        from dalinorm.pipelines.files import usable_listing
-        from dalinorm.pipelines.graphs import READER_NAME, GraphSpec
-        from dalinorm.pipelines.normalize import resolve_normalization
-        from dalinorm.pipelines.stock import build_stock_eval_pipeline, build_stock_train_pipeline
+        from dalinorm.pipelines.readers import READER_NAME
+        from dalinorm.pipelines.specs import GraphSpec
+        from dalinorm.pipelines.stock import (
+            build_stock_eval_pipeline,
+            build_stock_train_pipeline,
+        )
+        from dalinorm.pipelines.usable import usable_listing
+        from dalinorm.stats.normalization import resolve_normalization
 
         listing, _ = usable_listing(cfg, split)
         spec = GraphSpec.for_block(listing, 0, len(listing), device_id=device_id, seed=cfg.loader.seed)
@@ -596,6 +603,6 @@ def format_table(report: dict) -> str:
 
 
 def write_report(path: Path, report: dict) -> None:
-    from dalinorm.stats.file import write_atomically
+    from dalinorm.atomic import write_atomically
 
     write_atomically(Path(path), (json.dumps(report, indent=2) + "\n").encode())

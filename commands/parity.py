@@ -231,9 +231,11 @@ def _dali_eval_batches(cfg: Config, split: str):
         return loader.listing, device, batches()
 
     from dalinorm.pipelines.device import resolve_device_id
-    from dalinorm.pipelines.files import usable_listing
-    from dalinorm.pipelines.graphs import GraphSpec, build_eval_pipeline, run_batches
-    from dalinorm.pipelines.normalize import resolve_normalization
+    from dalinorm.pipelines.graphs import build_eval_pipeline
+    from dalinorm.pipelines.run import run_batches
+    from dalinorm.pipelines.specs import GraphSpec
+    from dalinorm.pipelines.usable import usable_listing
+    from dalinorm.stats.normalization import resolve_normalization
 
     listing, _ = usable_listing(cfg, split)
     device_id = resolve_device_id(cfg.loader.device)
@@ -258,10 +260,10 @@ def _reference_outputs(cfg: Config, listing, limit: int):
     bytes inside a pack's tars (a pack's original paths need not exist)."""
     import torch
 
-    from dalinorm.integration.reference import _open_rgb, reference_transform
+    from dalinorm.integration.reference import open_rgb, reference_transform
 
     transform = reference_transform(cfg, "val")
-    load = _open_rgb(cfg.data.exif == "apply")
+    load = open_rgb(cfg.data.exif == "apply")
     for i in range(limit):
         x = transform(load(listing.source(i)))
         if cfg.output.layout == "NHWC":
@@ -276,7 +278,7 @@ def run_eval_parity(cfg: Config, *, split: str = "val", n: int | None = None) ->
     of ``split`` (all when None), image by image. Decodes on ``loader.device``."""
     import numpy as np
 
-    from dalinorm.pipelines.normalize import resolve_normalization
+    from dalinorm.stats.normalization import resolve_normalization
 
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -383,7 +385,7 @@ def format_report(report: ParityReport) -> str:
 
 def write_report(path: Path, report: ParityReport) -> None:
     """The report as JSON, written atomically (a reader sees the old file or the new one)."""
-    from dalinorm.stats.file import write_atomically
+    from dalinorm.atomic import write_atomically
 
     def plain(value: Any) -> Any:
         # JSON has no infinity: an image whose shapes differ has no level difference (null)

@@ -1,0 +1,82 @@
+"""The files of a split that the loader and the stats pass read: all of them
+(``data.on_bad_file: error``, after a cheap check that none is empty or unreadable), or only
+the usable ones (``skip``), from ``data.checked_list`` or from check-data's checks run once
+and cached by the split's fingerprint."""
+
+from __future__ import annotations
+
+import logging
+
+from dalinorm.config import Config
+from dalinorm.data.listing import SplitListing
+from dalinorm.data.splits import (
+    CHECKED_LIST_HEADER,
+    checked_list_cache,
+    list_split,
+    listed_as_good,
+    read_checked_list,
+)
+from dalinorm.errors import DatasetError
+from dalinorm.pipelines.checks import write_split_check
+
+log = logging.getLogger(__name__)
+
+__all__ = ["usable_listing"]
+
+
+def usable_listing(cfg: Config, split: str) -> tuple[SplitListing, int]:
+    """The files of ``split`` that the loader and the stats pass read, and how many were skipped.
+
+    With ``data.on_bad_file: error`` that is every file, after a cheap check that none is
+    empty or unreadable (the error names them before any epoch starts); with ``skip``, only
+    the files that ``data.checked_list`` lists as good, or, without one, that check-data's
+    checks found good: run once per split and cached by its fingerprint
+    (:func:`dalinorm.data.splits.checked_list_cache`). How many were skipped, and where the list is, is logged.
+    """
+    listing = list_split(cfg, split)
+    if cfg.data.on_bad_file == "error":
+        broken = [(f, s) for f, s in zip(listing.files, listing.sizes) if s <= 0]
+        if broken:
+            path, size = broken[0]
+            what = "is empty (0 bytes)" if size == 0 else "cannot be read (a broken link?)"
+            more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+            raise DatasetError(
+                f"{path}: {what}{more}; run `dalinorm check-data` to list every unusable file, "
+                "or set data.on_bad_file: skip"
+            )
+        return listing, 0
+    list_path = cfg.data.checked_list
+    if list_path is None:
+        list_path = _automatic_checked_list(cfg, split, listing)
+    keep = listed_as_good(listing, read_checked_list(list_path), cfg.data.root)
+    skipped = len(listing) - len(keep)
+    if not keep:
+        raise DatasetError(f"data.checked_list: {list_path} lists none of the "
+                           f"{len(listing)} files under {listing.root}")
+    if skipped:
+        log.warning("%s: skipping %d of %d files not listed as good in %s (data.on_bad_file: skip)",
+                    listing.root, skipped, len(listing), list_path)
+    else:
+        log.info("%s: all %d files are listed as good in %s (data.on_bad_file: skip)",
+                 listing.root, len(listing), list_path)
+    return listing.subset(keep), skipped
+
+
+def _automatic_checked_list(cfg: Config, split: str, listing: SplitListing) -> Path:
+    """The cached checked list of ``split``, written by check-data's checks when missing or
+    stale (another fingerprint or setting)."""
+    path, key = checked_list_cache(cfg, split, listing)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            head = [handle.readline().rstrip("\n") for _ in range(2)]
+        if head[0].startswith(CHECKED_LIST_HEADER) and head[1] == key:
+            log.info("data.on_bad_file: skip: reusing the checked list %s (the split's fingerprint "
+                     "is unchanged)", path)
+            return path
+        log.info("data.on_bad_file: skip: %s is stale (the split changed); checking again", path)
+    except OSError:
+        pass
+    log.info("data.on_bad_file: skip without data.checked_list: checking the %d files of %s once "
+             "(check-data's checks; the list is cached in %s)", len(listing), listing.root, path)
+    write_split_check(cfg, split, listing, path, key)
+    return path
