@@ -86,6 +86,7 @@ def test_table_shows_ratio_and_fraction_of_floor():
     assert "50%" in table and "1600" in table and "fastest: dalinorm" in table
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_memory_profile_runs_one_loader_alone(colour_data):
     """A fresh process, one loader, PSS after every epoch; growth is epoch 2 to the last."""
     from dalinorm.commands.bench import memory_profile
@@ -219,6 +220,7 @@ def test_plain_transforms_compute_the_config_recipe(tmp_path):
         assert plain_transform(cfg, "train", v2=v2)(img).shape == (3, 32, 32)
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_bench_runs_every_candidate_and_reports_them(colour_data, tmp_path):
     """A tiny real run (2 timed epochs of 37 images): every candidate, the floor and the stats
     pass are in the report and its JSON, each candidate read whole epochs of the same

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import socket
 from pathlib import Path
@@ -48,6 +50,7 @@ def _worker(rank: int, world: int, root: str, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_two_ranks_disjoint_equal_steps_reshuffled_and_resumable(tmp_path):
     # 37: not divisible by 2 ranks or batch 4; one class per image, so a label names its image
     data = write_textured_folder(tmp_path / "data", n=37, classes=37)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import re
 import subprocess
 import sys
@@ -14,6 +16,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_short_training_run_lowers_the_loss(tmp_path):
     proc = run("--model", "small", "--epochs", "4", "--lr", "0.05", "--checkpoint", str(tmp_path / "c.pt"))
     assert proc.returncode == 0, proc.stderr
@@ -24,6 +27,7 @@ def test_short_training_run_lowers_the_loss(tmp_path):
     assert resumed.returncode == 0 and "resumed from" in resumed.stderr and "epoch 5/5" in resumed.stderr
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_normalization_study_writes_table_and_plot(tmp_path):
     proc = run("--compare-normalization", "--model", "small", "--epochs", "1", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

@@ -190,6 +190,7 @@ def test_numba_gpu_probe_answers_without_a_gpu(tmp_path):
     assert answer["runs"] is False and answer["error"]
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_decoder_parity_step_on_the_cpu_twin(tmp_path):
     # The step is GPU-only in the kit; run here directly, its plumbing (two parities, two eval
     # benches, the slowdown) is tested, and the CPU decoder (libjpeg) must give the same
@@ -218,6 +219,7 @@ def test_decoder_parity_step_on_the_cpu_twin(tmp_path):
     assert sets[-1] == "loader.jpeg_upsampling=faithful"
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_dry_run_reports_every_step(tmp_path):
     report = tmp_path / "report"
     env = dict(os.environ, PYTHON=sys.executable)

@@ -83,6 +83,7 @@ def test_train_len_drop_last_and_coverage(colour_data, device):
         assert [b.shape[0] for b in images] == [5] * 7 + [2]
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_train_epochs_reshuffle_and_seed_reproduces_in_new_process(colour_data):
     train, _ = colour_data
     cfg = make_config(train.root, "loader.drop_last=false")

@@ -213,6 +213,7 @@ def _distributed_worker(rank: int, world: int, root: str, port: int, out: str) -
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # a subprocess or a training run
 def test_three_ranks_write_the_single_process_file(tmp_path):
     """3 real processes (gloo) over 101 images, batch 8: rank 0 writes the single-process sums."""
     import socket
@@ -306,6 +307,7 @@ def test_fingerprint_mismatch_says_what_changed(tmp_path, caplog):
     assert "2 files added, 1 removed" in caplog.text
 
 
+@pytest.mark.slow  # a subprocess or a training run
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_pass_keeps_the_old_file(tmp_path, sig):
     write_photo_like(tmp_path / "train" / "a", 300, seed=9, sizes=[(640, 480)])
