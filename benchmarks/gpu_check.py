@@ -17,6 +17,8 @@ figures mean nothing). The CPU twins of bench, memory and train use ``loader.res
 and ``stats.reducer: sums``: each numba operator costs ≈10–25 s of compilation per process on
 2 cores, which would be the whole dry run.
 
+Exit code 0 when no step failed, 1 when one did (the reports say which).
+
 Standard library only: the steps call ``python -m dalinorm ...``, ``examples/train.py`` and
 this file's own probes (``memory-probe``, ``numba-gpu-probe``) in subprocesses.
 """
@@ -182,8 +184,9 @@ class Kit:
             except Exception as err:  # a bug or a surprise in the kit itself: still go on
                 step.status, step.error = "failed", f"{type(err).__name__}: {err}"
             step.seconds = round(time.monotonic() - t0, 1)
+        note = key_figures(asdict(step)) if step.status == "ok" else first_line(step.error)
         print(f"[{time.monotonic() - self.start:6.0f} s] {name:<15} {step.status:<8}"
-              f"{step.seconds:6.1f} s  {first_line(step.error)}", flush=True)
+              f"{step.seconds:6.1f} s  {note[:160]}", flush=True)
         self.write_report()
 
     def overrides(self, *extra: str, device: bool = True, fast: bool = True,
@@ -388,7 +391,7 @@ print("VERSIONS " + json.dumps(info))
         md = self.write_report(final=True)
         self.log.close()
         print(md, flush=True)
-        return 0
+        return 1 if any(s.status == "failed" for s in self.steps) else 0
 
     def write_report(self, *, final: bool = False) -> str:
         """gpu_check.json and gpu_check.md as they stand (after every step: a run killed from
