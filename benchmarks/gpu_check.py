@@ -17,6 +17,8 @@ figures mean nothing). The CPU twins of bench, memory and train use ``loader.res
 and ``stats.reducer: sums``: each numba operator costs ≈10–25 s of compilation per process on
 2 cores, which would be the whole dry run.
 
+Exit code 0 when no step failed, 1 when one did (the reports say which).
+
 Standard library only: the steps call ``python -m dalinorm ...``, ``examples/train.py`` and
 this file's own probes (``memory-probe``, ``numba-gpu-probe``) in subprocesses.
 """
@@ -182,22 +184,20 @@ class Kit:
             except Exception as err:  # a bug or a surprise in the kit itself: still go on
                 step.status, step.error = "failed", f"{type(err).__name__}: {err}"
             step.seconds = round(time.monotonic() - t0, 1)
+        note = key_figures(asdict(step)) if step.status == "ok" else first_line(step.error)
         print(f"[{time.monotonic() - self.start:6.0f} s] {name:<15} {step.status:<8}"
-              f"{step.seconds:6.1f} s  {first_line(step.error)}", flush=True)
+              f"{step.seconds:6.1f} s  {note[:160]}", flush=True)
         self.write_report()
 
-    def overrides(self, *extra: str, device: bool = True, fast: bool = True,
-                  data: Path | None = None) -> list[str]:
-        """``--set`` arguments: the data, the device, and on the dry run the small CPU settings."""
-        sets = [f"data.root={data or self.data}"]
-        if device:
-            sets.append(f"loader.device={'cpu' if self.dry else 'gpu'}")
+    def overrides(self, *extra: str, fast: bool = True) -> list[str]:
+        """``--set`` arguments: the data, the device, on the dry run the small CPU settings
+        (``fast``: without numba operators), then ``extra`` and the user's ``--set``."""
+        sets = [f"data.root={self.data}", f"loader.device={'cpu' if self.dry else 'gpu'}"]
         if self.dry:
             sets += ["loader.batch_size=16", "loader.num_threads=2"]
             if fast:
                 sets += ["loader.resize=fast", "stats.reducer=sums"]
-        sets += list(extra) + self.args.set
-        return [a for s in sets for a in ("--set", s)]
+        return as_sets(*sets, *extra, *self.args.set)
 
     # the steps --------------------------------------------------------------------------
     def unpack_dali(self) -> dict:
@@ -338,11 +338,9 @@ print("VERSIONS " + json.dumps(info))
         else:  # one GPU: nccl cannot put two ranks on it, so the gloo branch on the CPU path
             figures = {"backend": "gloo", "processes": 2, "gpus": self.gpus, "device": "cpu"}
             env["CUDA_VISIBLE_DEVICES"] = ""
-            data = self.data if self.dry else self.small
-            sets = ["--set", f"data.root={data}", "--set", "loader.device=cpu", "--set",
-                    "loader.resize=fast", "--set", "loader.batch_size=16" if self.dry else
-                    "loader.batch_size=64", "--set", "loader.num_threads=1" if self.dry else
-                    "loader.num_threads=6", *[a for s in self.args.set for a in ("--set", s)]]
+            data, batch, threads = (self.data, 16, 1) if self.dry else (self.small, 64, 6)
+            sets = as_sets(f"data.root={data}", "loader.device=cpu", "loader.resize=fast",
+                           f"loader.batch_size={batch}", f"loader.num_threads={threads}", *self.args.set)
             model = ["--model", "small"]
         _, out = self.python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              "examples/train.py", self.args.config, *sets, *model, "--epochs", "1",
@@ -388,7 +386,7 @@ print("VERSIONS " + json.dumps(info))
         md = self.write_report(final=True)
         self.log.close()
         print(md, flush=True)
-        return 0
+        return 1 if any(s.status == "failed" for s in self.steps) else 0
 
     def write_report(self, *, final: bool = False) -> str:
         """gpu_check.json and gpu_check.md as they stand (after every step: a run killed from
@@ -412,6 +410,11 @@ print("VERSIONS " + json.dumps(info))
 
 
 # --------------------------------------------------------------------------- figures
+
+
+def as_sets(*overrides: str) -> list[str]:
+    """``--set KEY=VALUE`` once per override (every CLI here takes repeated flags)."""
+    return [a for o in overrides for a in ("--set", o)]
 
 
 def tail(text: str, lines: int = 25) -> str:

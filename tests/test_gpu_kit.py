@@ -174,6 +174,23 @@ def test_wheel_parts_unpack_as_the_hook_cut_them(tmp_path, use_xz):
     assert (site / "nvidia" / "dali" / "__init__.py").read_text() == "__version__ = '0.0-test'\n"
 
 
+def test_gpu_mode_data_and_unpack_are_reused_on_a_rerun(tmp_path):
+    # A rerun on the still-warm machine must not unpack or write the data again.
+    kit_module = _kit_module()
+    args = ["--report", str(tmp_path / "r"), "--work", str(tmp_path / "w"), "--train-images", "8",
+            "--val-images", "4"]
+    first = kit_module.Kit(kit_module.parse_args(args))
+    first.step("unpack_dali", first.unpack_dali)  # DALI is importable here: nothing to unpack
+    first.step("data", first.make_data)
+    assert first.steps[0].status == "ok" and first.steps[0].figures["already_importable"] is True
+    assert first.steps[1].status == "ok" and "reused" not in first.steps[1].figures, first.steps[1].error
+    assert sum(1 for _ in (tmp_path / "w" / "data_small" / "train").rglob("*.jpg")) == 512
+    again = kit_module.Kit(kit_module.parse_args(args))
+    again.step("data", again.make_data)
+    assert again.steps[0].figures["reused"] == [str(tmp_path / "w" / "data"), str(tmp_path / "w" / "data_small")]
+    assert again.steps[0].seconds < 5
+
+
 def test_numba_gpu_probe_answers_without_a_gpu(tmp_path):
     # Without a GPU the probe must still write its answer (runs: false, and why), never crash.
     import torch
