@@ -26,7 +26,7 @@ def _cpu() -> float:
 
 
 def _time_pipe(pipe, batches: int, batch_size: int, epochs: int) -> dict:
-    from dalinorm.pipelines.graphs import run_batches
+    from dalinorm.pipelines.run import run_batches
 
     pipe.build()
     for _ in run_batches(pipe, batches):  # warm-up epoch
@@ -73,14 +73,22 @@ def profile(root: str, batch: int, threads: int, epochs: int) -> dict:
 
     from nvidia.dali import fn, types
 
+    from dalinorm.commands.bench import StockDaliLoader
     from dalinorm.config import load_config
-    from dalinorm.integration.bench import StockDaliLoader
     from dalinorm.integration.loader import DaliLoader
-    from dalinorm.pipelines import graphs
-    from dalinorm.pipelines.files import usable_listing
-    from dalinorm.pipelines.normalize import dali_mean_std, resolve_normalization
+    from dalinorm.pipelines.graphs import build_eval_pipeline, build_train_pipeline
+    from dalinorm.pipelines.normalize import dali_mean_std
+    from dalinorm.pipelines.readers import read_encoded
     from dalinorm.pipelines.resample import pil_resize_numba
-    from dalinorm.pipelines.stock import build_stock_eval_pipeline, build_stock_train_pipeline
+    from dalinorm.pipelines.resize import eval_window
+    from dalinorm.pipelines.run import run_batches
+    from dalinorm.pipelines.specs import GraphSpec, new_pipeline
+    from dalinorm.pipelines.stock import (
+        build_stock_eval_pipeline,
+        build_stock_train_pipeline,
+    )
+    from dalinorm.pipelines.usable import usable_listing
+    from dalinorm.stats.normalization import resolve_normalization
 
     cfg = load_config("configs/imagenet_resnet50.yaml", overrides=[
         f"data.root={root}", "loader.device=cpu", f"loader.batch_size={batch}",
@@ -91,13 +99,13 @@ def profile(root: str, batch: int, threads: int, epochs: int) -> dict:
     for split in ("train", "val"):
         listing, _ = usable_listing(cfg, split)
         batches = math.ceil(len(listing) / batch)
-        spec = graphs.GraphSpec.for_block(listing, 0, len(listing), device_id=None, seed=0)
+        spec = GraphSpec.for_block(listing, 0, len(listing), device_id=None, seed=0)
         size = cfg.train.size if split == "train" else cfg.eval.crop
 
         def stage(upto: str):
-            pipe = graphs._new_pipeline(cfg, spec)
+            pipe = new_pipeline(cfg, spec)
             with pipe:
-                jpegs, labels = graphs._read(spec, shuffle=split == "train")
+                jpegs, labels = read_encoded(spec, shuffle=split == "train")
                 out = jpegs
                 if upto != "read":
                     if split == "train":
@@ -116,7 +124,7 @@ def profile(root: str, batch: int, threads: int, epochs: int) -> dict:
                     elif split == "train":
                         out = pil_resize_numba(out, out_h=size, out_w=size)
                     else:
-                        out = graphs._eval_resize(jpegs, out, cfg, spec, False)
+                        out = eval_window(jpegs, out, cfg, spec, False)
                 pipe.set_outputs(out)
             return pipe
 
@@ -127,10 +135,10 @@ def profile(root: str, batch: int, threads: int, epochs: int) -> dict:
         what = ("numba PIL resize (uint8)" if split == "train"
                 else "geometry + numba PIL window resize (uint8)")
         rows[f"{prefix}: + {what}"] = _time_pipe(stage("resize"), batches, batch, epochs)
-        full = (graphs.build_train_pipeline if split == "train" else graphs.build_eval_pipeline)(cfg, spec, norm)
+        full = (build_train_pipeline if split == "train" else build_eval_pipeline)(cfg, spec, norm)
         rows[f"{prefix}: dalinorm graph (+ normalize{', mirror' if split == 'train' else ''})"] = \
             _time_pipe(full, batches, batch, epochs)
-        batch_out = next(graphs.run_batches(full, 1))
+        batch_out = next(run_batches(full, 1))
         rows[f"{prefix}: copy into torch, fresh tensor (main thread)"] = {"cpu_ms": _copy_cost(batch_out, True), "wall_ms": None}
         rows[f"{prefix}: copy into torch, reused tensor (main thread)"] = {"cpu_ms": _copy_cost(batch_out, False), "wall_ms": None}
         rows[f"{prefix}: DaliLoader (copy into torch, epoch logic)"] = _time_loader(DaliLoader(cfg, split), epochs)
