@@ -249,17 +249,25 @@ def resample_into(out: np.ndarray, img: np.ndarray, full_h: int | None = None,
     _resample_into(out, np.ascontiguousarray(img), full_h, full_w, top, left, PILLOW_VERTICAL_FIRST)
 
 
-# Compiled DALI operators, by their constants. DALI's NumbaFunction compiles its run and setup
-# functions when the operator object is created (seconds each), not when it is called, so
-# one object per configuration serves every pipeline of the process.
+# Compiled DALI operators, one per kind. DALI's NumbaFunction compiles its run and setup
+# functions when the operator object is created (seconds each), not when it is called, so one
+# object per kind serves every pipeline of the process. What changes from one config to the
+# next (the output size, mean and std) travels as inputs, never as compiled constants: the
+# output size as the shape of a zero-volume input (a setup function sees only shapes), mean
+# and 1/std as float32 inputs. Kinds: the uint8 resize, and resize + normalize per layout.
 _OPERATORS: dict = {}
 
 
 def numba_operator(key, make):
-    """The ``NumbaFunction`` operator ``make()`` creates, created once per ``key``."""
+    """The ``NumbaFunction`` operator ``make()`` creates, created once per ``key`` (a kind)."""
     if key not in _OPERATORS:
         _OPERATORS[key] = make()
     return _OPERATORS[key]
+
+
+def compiled_operator_kinds() -> tuple:
+    """The operator kinds compiled so far in this process (each cost one compilation)."""
+    return tuple(_OPERATORS)
 
 
 def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize=None):
@@ -275,70 +283,68 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
 
     if normalize is not None and geometry is not None:
         raise ValueError("pil_resize_numba: normalize is for the whole-image resize only")
+    # the output size as a shape: DALI 2.4's NumbaFunction hands its setup function the
+    # shapes of as many inputs as it has outputs, hence a second (empty) output per kind
+    size = fn.zeros(shape=[out_h, out_w, 0], dtype=types.UINT8)
     if normalize is None:
-        inputs = [images] if geometry is None else [images, geometry]
-        op = numba_operator(("resize", out_h, out_w, geometry is not None, PILLOW_VERTICAL_FIRST),
-                            lambda: _resize_operator(out_h, out_w, geometry is not None))
-        return op(*inputs)
+        if geometry is None:  # the whole image: a window of a resize to out_h × out_w at (0, 0)
+            geometry = types.Constant(np.array([out_h, out_w, 0, 0], np.int32), device="cpu")
+        op = numba_operator(("resize", PILLOW_VERTICAL_FIRST), _resize_operator)
+        return op(images, size, geometry)[0]
     mean, std, layout, mirror = normalize
-    mean = tuple(float(np.float32(v)) for v in mean)
-    inv_std = tuple(float(np.float32(1.0 / v)) for v in std)
-    op = numba_operator(("resize+normalize", out_h, out_w, mean, inv_std, layout,
-                         PILLOW_VERTICAL_FIRST),
-                        lambda: _normalizing_operator(out_h, out_w, mean, inv_std, layout == "CHW"))
-    return op(images, fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]))
+    mean = types.Constant(np.array(mean, np.float32), device="cpu")
+    inv_std = types.Constant((1.0 / np.array(std, np.float64)).astype(np.float32), device="cpu")
+    op = numba_operator(("resize+normalize", layout, PILLOW_VERTICAL_FIRST),
+                        lambda: _normalizing_operator(layout == "CHW"))
+    return op(images, size, fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]), mean,
+              inv_std)[0]
 
 
-def _resize_operator(out_h: int, out_w: int, windowed: bool):
+def _resize_operator():
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
-    resample, vertical_rule, OH, OW = _resample_into, PILLOW_VERTICAL_FIRST, out_h, out_w
+    resample, vertical_rule = _resample_into, PILLOW_VERTICAL_FIRST
 
     def setup(outs, ins):  # pragma: no cover - compiled by numba
         for i in range(len(ins[0])):
-            outs[0][i][0] = OH
-            outs[0][i][1] = OW
+            outs[0][i][0] = ins[1][i][0]
+            outs[0][i][1] = ins[1][i][1]
             outs[0][i][2] = ins[0][i][2]
+            outs[1][i][0] = 0
 
-    if windowed:
-        def run(out0, in0, in1):  # pragma: no cover - compiled by numba
-            resample(out0, in0, in1[0], in1[1], in1[2], in1[3], vertical_rule)
-    else:
-        def run(out0, in0):  # pragma: no cover - compiled by numba
-            resample(out0, in0, OH, OW, 0, 0, vertical_rule)
-    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.UINT8],
-                         in_types=[types.UINT8, types.INT32] if windowed else [types.UINT8],
-                         outs_ndim=[3], ins_ndim=[3, 1] if windowed else [3],
-                         batch_processing=False)
+    def run(out0, out1, in0, in1, in2):  # pragma: no cover - compiled by numba
+        resample(out0, in0, in2[0], in2[1], in2[2], in2[3], vertical_rule)
+
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.UINT8, types.UINT8],
+                         in_types=[types.UINT8, types.UINT8, types.INT32], outs_ndim=[3, 1],
+                         ins_ndim=[3, 3, 1], batch_processing=False)
 
 
-def _normalizing_operator(out_h: int, out_w: int, mean, inv_std, chw: bool):
+def _normalizing_operator(chw: bool):
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
-    resample, normalize_into = _resample_into, _normalize_into
-    vertical_rule, OH, OW = PILLOW_VERTICAL_FIRST, out_h, out_w
-    m0, m1, m2 = mean
-    s0, s1, s2 = inv_std
+    resample, normalize_into, vertical_rule = _resample_into, _normalize_into, PILLOW_VERTICAL_FIRST
 
     def setup(outs, ins):  # pragma: no cover - compiled by numba
         for i in range(len(ins[0])):
             if chw:
                 outs[0][i][0] = ins[0][i][2]
-                outs[0][i][1] = OH
-                outs[0][i][2] = OW
+                outs[0][i][1] = ins[1][i][0]
+                outs[0][i][2] = ins[1][i][1]
             else:
-                outs[0][i][0] = OH
-                outs[0][i][1] = OW
+                outs[0][i][0] = ins[1][i][0]
+                outs[0][i][1] = ins[1][i][1]
                 outs[0][i][2] = ins[0][i][2]
+            outs[1][i][0] = 0
 
-    def run(out0, in0, in1):  # pragma: no cover - compiled by numba
-        res = np.empty((OH, OW, in0.shape[2]), np.uint8)
-        resample(res, in0, OH, OW, 0, 0, vertical_rule)
-        normalize_into(out0, res, in1[0] != 0, np.array([m0, m1, m2], np.float32),
-                       np.array([s0, s1, s2], np.float32), chw)
+    def run(out0, out1, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
+        out_h, out_w = in1.shape[0], in1.shape[1]
+        res = np.empty((out_h, out_w, in0.shape[2]), np.uint8)
+        resample(res, in0, out_h, out_w, 0, 0, vertical_rule)
+        normalize_into(out0, res, in2[0] != 0, in3, in4, chw)
 
-    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT],
-                         in_types=[types.UINT8, types.INT32], outs_ndim=[3], ins_ndim=[3, 1],
-                         batch_processing=False)
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT, types.UINT8],
+                         in_types=[types.UINT8, types.UINT8, types.INT32, types.FLOAT, types.FLOAT],
+                         outs_ndim=[3, 1], ins_ndim=[3, 3, 1, 1, 1], batch_processing=False)
