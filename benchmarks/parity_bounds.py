@@ -1,5 +1,5 @@
 """Measure eval parity (max / mean uint8 levels) of each ``loader.resize`` on natural-like
-images and the sample data: the figures behind integration/parity.py's TOLERANCES.
+images and the sample data: the figures behind commands/parity.py's TOLERANCES.
 
     python benchmarks/parity_bounds.py [OUT_DIR] [--resize fast pil_dali pil] [--device gpu]
 
