@@ -190,17 +190,28 @@ class NormalizeConfig:
 
     ``source``: ``imagenet`` (torchvision's constants), ``stats`` (a file written by
     ``dalinorm stats``), ``values`` (``mean``/``std`` given here) or ``none`` (scale to [0, 1]
-    only). ``mode``: ``channel`` (one mean/std per channel) or ``global`` (one for all).
+    only). ``mode``: ``channel`` (one mean/std per channel), ``global`` (one for all), or
+    ``per_image`` (each output image standardized by its own mean and std over all its pixels
+    and channels, std floored at 1/sqrt(values) on the [0, 1] scale as TensorFlow's
+    ``per_image_standardization`` does; no dataset statistics, so ``source`` must be ``none``
+    or left at its default).
     """
 
     source: Literal["imagenet", "stats", "values", "none"] = "imagenet"
     stats_file: Path | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    mode: Literal["channel", "global"] = "channel"
+    mode: Literal["channel", "global", "per_image"] = "channel"
     on_mismatch: Literal["error", "warn"] = "error"
 
     def __post_init__(self) -> None:
+        # per_image takes no dataset statistics: a stats file or given mean/std would be ignored
+        _require(
+            self.mode != "per_image" or self.source in ("none", "imagenet"),
+            "source",
+            f"must be 'none' with normalize.mode 'per_image' (each image is standardized by its "
+            f"own mean and std; no dataset statistics are used), got {self.source!r}",
+        )
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:

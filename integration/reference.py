@@ -14,10 +14,11 @@ from typing import Any
 
 from dalinorm.config import Config
 from dalinorm.data.listing import ImageSource
+from dalinorm.pipelines.normalize import per_image_std_floor
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.normalization import resolve_normalization
 
-__all__ = ["reference_loader", "reference_transform"]
+__all__ = ["PerImageStandardize", "reference_loader", "reference_transform"]
 
 
 class OpenRGB:
@@ -48,6 +49,19 @@ def open_rgb(exif: bool) -> OpenRGB:
     return OpenRGB(exif)
 
 
+class PerImageStandardize:
+    """``normalize.mode: per_image`` on a float [C, H, W] tensor on the [0, 1] scale: minus its
+    mean, divided by max(its population std, 1/sqrt(values)) over all pixels and channels
+    (TensorFlow's ``per_image_standardization``), in float32 (picklable for workers)."""
+
+    def __call__(self, image):
+        import torch
+
+        x = image.to(torch.float32)
+        floor = per_image_std_floor(x.numel())
+        return (x - x.mean()) / x.std(correction=0).clamp_min(floor)
+
+
 def reference_transform(cfg: Config, split: str):
     """torchvision's transform for ``split``: PIL image → normalized float CHW tensor."""
     import torch
@@ -62,11 +76,13 @@ def reference_transform(cfg: Config, split: str):
         ]
     else:
         geometry = [v2.Resize(cfg.eval.resize_shorter, antialias=True), v2.CenterCrop(cfg.eval.crop)]
+    normalize = (PerImageStandardize() if norm.per_image
+                 else v2.Normalize(mean=list(norm.mean), std=list(norm.std)))
     return v2.Compose([
         *geometry,
         v2.PILToTensor(),
         v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(norm.mean), std=list(norm.std)),
+        normalize,
     ])
 
 

@@ -42,8 +42,10 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
             adjust_orientation=cfg.data.exif == "apply",
         )
         size = cfg.train.size
-        if exact_resize(cfg, spec) and cfg.output.dtype == "float32":
-            # resize, mirror and normalize in one pass over the output (the CPU's hot path)
+        fused = cfg.output.dtype == "float32" and not normalization.per_image
+        if exact_resize(cfg, spec) and fused:
+            # resize, mirror and normalize in one pass over the output (the CPU's hot path);
+            # per_image takes the path below: the same exact resize, then its own reductions
             from dalinorm.pipelines.resample import pil_resize_numba
 
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
@@ -54,7 +56,8 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
         else:
             images = resize_images(cfg, spec, images, out_h=size, out_w=size)
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-            images = normalize_images(images, cfg, normalization, mirror=mirror)
+            images = normalize_images(images, cfg, normalization, size=(size, size),
+                                      mirror=mirror)
         pipe.set_outputs(images, labels_on_device(labels, spec))
     return pipe
 
@@ -89,7 +92,7 @@ def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizati
     pipe = new_pipeline(cfg, spec)
     with pipe:
         images, labels = decode_in_order(cfg, spec, eval_geometry=True)
-        images = normalize_images(images, cfg, normalization)
+        images = normalize_images(images, cfg, normalization, size=(cfg.eval.crop,) * 2)
         pipe.set_outputs(images, labels_on_device(labels, spec))
     return pipe
 

@@ -33,6 +33,9 @@ def resolve_normalization(cfg: Config, *, check_fingerprint: bool = True) -> Nor
     its fingerprint is checked against the current training file list (the leak guard).
     """
     norm: NormalizeConfig = cfg.normalize
+    if norm.mode == "per_image":  # no dataset statistics (config.py refuses stats and values)
+        return Normalization((0.0,) * 3, (1.0,) * 3, "per image (each image's own mean and std)",
+                             per_image=True)
     if norm.source == "none":
         return Normalization((0.0,) * 3, (1.0,) * 3, "none (scaled to [0, 1])")
     if norm.source == "stats":
