@@ -46,6 +46,7 @@ _INSTALL = {
     "torch": "pip install torch",
     "torchvision": "pip install torchvision",
     "matplotlib": "pip install 'dalinorm[plot]' (or matplotlib)",
+    "lightning": "pip install 'dalinorm[lightning]' (or lightning)",
     "numba": "pip install numba",
     "PIL": "pip install pillow",
     "tqdm": "pip install tqdm",
