@@ -6,6 +6,7 @@
     python examples/train.py --loader torchvision              # the reference DataLoader
     python examples/train.py --checkpoint ckpt.pt              # save model + loader state per epoch
     python examples/train.py --checkpoint ckpt.pt --resume     # continue exactly where it stopped
+    python examples/train.py --mixup 0.2 --cutmix 1.0          # torchvision's v2.MixUp / v2.CutMix
     python examples/train.py --compare-normalization --out study/   # the normalization study
 
 Input normalization (dalinorm) and BatchNorm inside the model complement each other: the
@@ -65,6 +66,22 @@ def build_model(name: str, num_classes: int) -> nn.Module:
     return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
 
 
+def batch_augment(args, num_classes: int):
+    """torchvision's MixUp and/or CutMix (one of the two per batch when both are given, as
+    torchvision's reference scripts do), or None. They run on the batch as the loader gives
+    it, on the training device, and turn the int64 labels into [N, classes] soft targets."""
+    from torchvision.transforms import v2
+
+    ops = []
+    if args.mixup:
+        ops.append(v2.MixUp(alpha=args.mixup, num_classes=num_classes))
+    if args.cutmix:
+        ops.append(v2.CutMix(alpha=args.cutmix, num_classes=num_classes))
+    if not ops:
+        return None
+    return ops[0] if len(ops) == 1 else v2.RandomChoice(ops)
+
+
 def make_loaders(cfg, kind: str):
     if kind == "dali":
         from dalinorm import DaliLoader
@@ -96,6 +113,9 @@ def train(cfg, args, *, rank: int, device: torch.device, quiet: bool = False) ->
     train_loader, val_loader = make_loaders(cfg, args.loader)
     classes = len(train_loader.dataset.classes) if args.loader == "torchvision" else len(train_loader.classes)
     model = build_model(args.model, classes).to(device)
+    mix = batch_augment(args, classes)
+    if mix is not None and not quiet and rank == 0:
+        log.info("batch augmentation, soft targets: %r", mix)
     if cfg.output.layout == "NHWC":
         model = model.to(memory_format=torch.channels_last)
     if dist.is_initialized():
@@ -113,6 +133,8 @@ def train(cfg, args, *, rank: int, device: torch.device, quiet: bool = False) ->
         if args.loader == "dali":
             train_loader.load_state_dict(state["loader"][rank])
         start_epoch, history = state["epoch"], state["history"]
+        if "rng" in state:  # the mixup/cutmix draws continue as in an uninterrupted run
+            torch.set_rng_state(state["rng"])
         log.info("resumed from %s at epoch %d", ckpt, start_epoch + 1)
     for epoch in range(start_epoch, args.epochs):
         seen, loss_sum, start = 0, torch.zeros((), device=device), time.perf_counter()
@@ -120,8 +142,13 @@ def train(cfg, args, *, rank: int, device: torch.device, quiet: bool = False) ->
             train_loader.sampler.set_epoch(epoch)
         for images, labels in train_loader:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            # soft targets ([N, classes], each row sums to 1) under mixup/cutmix: cross_entropy
+            # takes class probabilities as well as class indices
+            targets = labels
+            if mix is not None:
+                images, targets = mix(images, labels)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = nn.functional.cross_entropy(model(images), labels)
+                loss = nn.functional.cross_entropy(model(images), targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -144,7 +171,8 @@ def train(cfg, args, *, rank: int, device: torch.device, quiet: bool = False) ->
             if rank == 0:
                 torch.save({"model": (model.module if dist.is_initialized() else model).state_dict(),
                             "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1,
-                            "loader": loader_states, "history": history}, ckpt)
+                            "loader": loader_states, "history": history, "rng": torch.get_rng_state()},
+                           ckpt)
     return history
 
 
@@ -210,10 +238,18 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--checkpoint", default=None, help="save model, optimizer and loader state here")
+    parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                        help="torchvision v2.MixUp with this alpha (torchvision's recipe: 0.2); 0: off")
+    parser.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
+                        help="torchvision v2.CutMix with this alpha (torchvision's recipe: 1.0); 0: off")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--compare-normalization", action="store_true")
     parser.add_argument("--out", default="normalization_study", help="folder for the study's outputs")
     args = parser.parse_args()
+    for flag in ("mixup", "cutmix"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag}: the Beta distribution's alpha must be > 0 (0 turns it off), "
+                         f"got {getattr(args, flag)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("dalinorm").setLevel(logging.WARNING)
 

@@ -28,6 +28,22 @@ def test_short_training_run_lowers_the_loss(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess or a training run
+def test_mixup_and_cutmix_train_on_the_sample_data():
+    proc = run("--model", "small", "--mixup", "0.2", "--cutmix", "1.0", "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "RandomChoice(transforms=[MixUp(alpha=0.2, num_classes=7), CutMix(alpha=1.0, num_classes=7)]" \
+        in proc.stderr
+    loss = float(re.search(r"epoch 1/1  loss ([\d.]+)", proc.stderr).group(1))
+    assert 0 < loss < 10  # finite: soft targets reached cross_entropy
+
+
+@pytest.mark.slow  # a subprocess
+def test_negative_mixup_alpha_is_a_one_line_error():
+    proc = run("--mixup", "-0.2")
+    assert proc.returncode == 2 and "--mixup: the Beta distribution's alpha must be > 0" in proc.stderr
+
+
+@pytest.mark.slow  # a subprocess or a training run
 def test_normalization_study_writes_table_and_plot(tmp_path):
     proc = run("--compare-normalization", "--model", "small", "--epochs", "1", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
