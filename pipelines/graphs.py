@@ -239,9 +239,11 @@ def _exact_resize(cfg: Config, spec: GraphSpec) -> bool:
     return cfg.loader.resize == "pil" and spec.device_id is None
 
 
-def _resize(cfg: Config, spec: GraphSpec, images, **window):
+def _resize(cfg: Config, spec: GraphSpec, images, normalize=None, **window):
     """The resize ``loader.resize`` selects: ``pil`` (exact on the CPU, :func:`pil_resize` on
-    the GPU), ``pil_dali`` (:func:`pil_resize` on both) or ``fast`` (:func:`fast_resize`)."""
+    the GPU), ``pil_dali`` (:func:`pil_resize` on both) or ``fast`` (:func:`fast_resize`).
+    ``normalize`` (exact CPU resize only): normalize in the same pass, see
+    :func:`~dalinorm.pipelines.resample.pil_resize_numba`."""
     if _exact_resize(cfg, spec):
         from dalinorm.pipelines.resample import pil_resize_numba
 
@@ -251,7 +253,9 @@ def _resize(cfg: Config, spec: GraphSpec, images, **window):
             geometry = fn.cast(fn.stack(window["full_h"], window["full_w"], window["top"],
                                         window["left"]), dtype=types.INT32)
         return pil_resize_numba(images, out_h=window["out_h"], out_w=window["out_w"],
-                                geometry=geometry)
+                                geometry=geometry, normalize=normalize)
+    if normalize is not None:
+        raise ValueError("_resize: normalize is for the exact CPU resize only")
     return (fast_resize if cfg.loader.resize == "fast" else pil_resize)(images, **window)
 
 
@@ -334,18 +338,19 @@ def _torchvision_eval_geometry(shape, resize_shorter: int, crop: int):
                  for v in (new_h, new_w, anchor(new_h), anchor(new_w)))
 
 
-def _eval_resize(jpegs, images, cfg: Config, spec: GraphSpec, exif: bool):
-    """torchvision's Resize(resize_shorter) + CenterCrop(crop): the crop×crop uint8 window."""
+def _eval_resize(jpegs, images, cfg: Config, spec: GraphSpec, exif: bool, normalize=None):
+    """torchvision's Resize(resize_shorter) + CenterCrop(crop): the crop×crop uint8 window
+    (float32, normalized, with ``normalize``: see :func:`_resize`)."""
     fn, _, types, _ = _dali()
     shape = fn.peek_image_shape(jpegs, adjust_orientation=exif, dtype=types.INT32)
     new_h, new_w, top, left = _torchvision_eval_geometry(
         shape, cfg.eval.resize_shorter, cfg.eval.crop
     )
-    return _resize(cfg, spec, images, out_h=cfg.eval.crop, out_w=cfg.eval.crop,
+    return _resize(cfg, spec, images, normalize, out_h=cfg.eval.crop, out_w=cfg.eval.crop,
                    full_h=new_h, full_w=new_w, top=top, left=left)
 
 
-def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
+def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool, normalize=None):
     """Read ``spec.files`` in order and decode them (uint8 RGB), optionally resized and
     center-cropped as torchvision's eval recipe does. Call inside ``with pipe:``."""
     fn, _, types, _ = _dali()
@@ -357,7 +362,7 @@ def _decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
         jpegs, **_decoder_args(cfg, spec), output_type=types.RGB, adjust_orientation=exif
     )
     if eval_geometry:
-        images = _eval_resize(jpegs, images, cfg, spec, exif)
+        images = _eval_resize(jpegs, images, cfg, spec, exif, normalize)
     return images, labels
 
 
@@ -374,8 +379,16 @@ def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizati
     """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
     pipe = _new_pipeline(cfg, spec)
     with pipe:
-        images, labels = _decode_in_order(cfg, spec, eval_geometry=True)
-        images = _normalize(images, cfg, normalization)
+        if _exact_resize(cfg, spec) and cfg.output.dtype == "float32":
+            # the window's resize and normalization in one pass (the CPU's hot path, as in
+            # train): 0.12 ms of crop_mirror_normalize per image replaced by ≈0.06
+            mean, std = dali_mean_std(normalization)
+            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+            images, labels = _decode_in_order(cfg, spec, eval_geometry=True,
+                                              normalize=(mean, std, layout, None))
+        else:
+            images, labels = _decode_in_order(cfg, spec, eval_geometry=True)
+            images = _normalize(images, cfg, normalization)
         pipe.set_outputs(images, _labels(labels, spec))
     return pipe
 

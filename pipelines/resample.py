@@ -273,15 +273,15 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
     """The DALI node: uint8 HWC ``images`` → PIL's bilinear resize, exactly.
 
     ``geometry``: None to resize the whole image to out_h × out_w, or an int32 [4] node
-    (full_h, full_w, top, left) per sample for the window of a larger resize. ``normalize``
-    (whole-image resize only): None for uint8 HWC output, or (mean, std in 0–255 units,
-    layout "CHW"|"HWC", mirror node) for float32 output, as ``crop_mirror_normalize`` would
-    give it.
+    (full_h, full_w, top, left) per sample for the window of a larger resize. ``normalize``:
+    None for uint8 HWC output, or (mean, std in 0–255 units, layout "CHW"|"HWC", mirror node
+    or None) for float32 output, as ``crop_mirror_normalize`` would give it (a window is
+    never mirrored: eval).
     """
     from nvidia.dali import fn, types
 
-    if normalize is not None and geometry is not None:
-        raise ValueError("pil_resize_numba: normalize is for the whole-image resize only")
+    if normalize is not None and geometry is not None and normalize[3] is not None:
+        raise ValueError("pil_resize_numba: a window (eval) is not mirrored")
     if normalize is None:
         inputs = [images] if geometry is None else [images, geometry]
         op = numba_operator(("resize", out_h, out_w, geometry is not None, PILLOW_VERTICAL_FIRST),
@@ -290,6 +290,12 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
     mean, std, layout, mirror = normalize
     mean = tuple(float(np.float32(v)) for v in mean)
     inv_std = tuple(float(np.float32(1.0 / v)) for v in std)
+    if geometry is not None:
+        op = numba_operator(("window+normalize", out_h, out_w, mean, inv_std, layout,
+                             PILLOW_VERTICAL_FIRST),
+                            lambda: _normalizing_operator(out_h, out_w, mean, inv_std,
+                                                          layout == "CHW", windowed=True))
+        return op(images, geometry)
     op = numba_operator(("resize+normalize", out_h, out_w, mean, inv_std, layout,
                          PILLOW_VERTICAL_FIRST),
                         lambda: _normalizing_operator(out_h, out_w, mean, inv_std, layout == "CHW"))
@@ -320,7 +326,7 @@ def _resize_operator(out_h: int, out_w: int, windowed: bool):
                          batch_processing=False)
 
 
-def _normalizing_operator(out_h: int, out_w: int, mean, inv_std, chw: bool):
+def _normalizing_operator(out_h: int, out_w: int, mean, inv_std, chw: bool, windowed: bool = False):
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
@@ -340,11 +346,18 @@ def _normalizing_operator(out_h: int, out_w: int, mean, inv_std, chw: bool):
                 outs[0][i][1] = OW
                 outs[0][i][2] = ins[0][i][2]
 
-    def run(out0, in0, in1):  # pragma: no cover - compiled by numba
-        res = np.empty((OH, OW, in0.shape[2]), np.uint8)
-        resample(res, in0, OH, OW, 0, 0, vertical_rule)
-        normalize_into(out0, res, in1[0] != 0, np.array([m0, m1, m2], np.float32),
-                       np.array([s0, s1, s2], np.float32), chw)
+    if windowed:  # in1: (full_h, full_w, top, left); never mirrored
+        def run(out0, in0, in1):  # pragma: no cover - compiled by numba
+            res = np.empty((OH, OW, in0.shape[2]), np.uint8)
+            resample(res, in0, in1[0], in1[1], in1[2], in1[3], vertical_rule)
+            normalize_into(out0, res, False, np.array([m0, m1, m2], np.float32),
+                           np.array([s0, s1, s2], np.float32), chw)
+    else:  # in1: (mirror,)
+        def run(out0, in0, in1):  # pragma: no cover - compiled by numba
+            res = np.empty((OH, OW, in0.shape[2]), np.uint8)
+            resample(res, in0, OH, OW, 0, 0, vertical_rule)
+            normalize_into(out0, res, in1[0] != 0, np.array([m0, m1, m2], np.float32),
+                           np.array([s0, s1, s2], np.float32), chw)
 
     return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT],
                          in_types=[types.UINT8, types.INT32], outs_ndim=[3], ins_ndim=[3, 1],
