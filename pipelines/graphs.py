@@ -62,9 +62,11 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
     return pipe
 
 
-def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
+def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool, normalize=None):
     """Read ``spec.files`` in order and decode them (uint8 RGB), optionally resized and
-    center-cropped as torchvision's eval recipe does. Call inside ``with pipe:``."""
+    center-cropped as torchvision's eval recipe does (float32, normalized in the same pass,
+    with ``normalize``: see :func:`~dalinorm.pipelines.resize.resize_images`). Call inside
+    ``with pipe:``."""
     fn, types, _ = import_dali()
     exif = cfg.data.exif == "apply"
     # in the given order, each rank its own block (files: handed over by the caller; a pack:
@@ -74,7 +76,7 @@ def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool):
         jpegs, **decoder_args(cfg, spec), output_type=types.RGB, adjust_orientation=exif
     )
     if eval_geometry:
-        images = eval_window(jpegs, images, cfg, spec, exif)
+        images = eval_window(jpegs, images, cfg, spec, exif, normalize)
     return images, labels
 
 
@@ -91,8 +93,17 @@ def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizati
     """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
     pipe = new_pipeline(cfg, spec)
     with pipe:
-        images, labels = decode_in_order(cfg, spec, eval_geometry=True)
-        images = normalize_images(images, cfg, normalization, size=(cfg.eval.crop,) * 2)
+        fused = cfg.output.dtype == "float32" and not normalization.per_image
+        if exact_resize(cfg, spec) and fused:
+            # the window's resize and normalization in one pass (the CPU's hot path, as in
+            # train): 0.12 ms of crop_mirror_normalize per image replaced by ≈0.06
+            mean, std = dali_mean_std(normalization)
+            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+            images, labels = decode_in_order(cfg, spec, eval_geometry=True,
+                                             normalize=(mean, std, layout, None))
+        else:
+            images, labels = decode_in_order(cfg, spec, eval_geometry=True)
+            images = normalize_images(images, cfg, normalization, size=(cfg.eval.crop,) * 2)
         pipe.set_outputs(images, labels_on_device(labels, spec))
     return pipe
 

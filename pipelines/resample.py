@@ -116,19 +116,26 @@ def _horizontal(dst, src, weights, bounds, shift):  # pragma: no cover - compile
         _horizontal_scalar(dst, src, weights, bounds, shift)
         return
     w = src.shape[1]
+    # only the columns the taps reach (an eval window needs about 2/3 of the image's width)
+    c0, c1 = bounds[0, 0] - shift, bounds[0, 0] - shift
+    for i in range(out_w):
+        c0 = min(c0, bounds[i, 0] - shift)
+        c1 = max(c1, bounds[i, 0] - shift + bounds[i, 1])
+    cols = c1 - c0
     flat_src = src.reshape(rows, w * 3)
-    packed = np.empty((w, rows * 4), np.uint8)
-    words = packed.view(np.uint32)  # [w, H]: one RGB0 pixel per word
+    packed = np.empty((cols, rows * 4), np.uint8)
+    words = packed.view(np.uint32)  # [cols, H]: one RGB0 pixel per word
     for y0 in range(0, rows, _TILE):
         y1 = min(y0 + _TILE, rows)
-        for x0 in range(0, w, _TILE):
-            for x in range(x0, min(x0 + _TILE, w)):
+        for x0 in range(c0, c1, _TILE):
+            for x in range(x0, min(x0 + _TILE, c1)):
                 q = 3 * x
                 for y in range(y0, y1):
-                    words[x, y] = (np.uint32(flat_src[y, q]) | (np.uint32(flat_src[y, q + 1]) << 8)
-                                   | (np.uint32(flat_src[y, q + 2]) << 16))
+                    words[x - c0, y] = (np.uint32(flat_src[y, q]) | (np.uint32(flat_src[y, q + 1]) << 8)
+                                        | (np.uint32(flat_src[y, q + 2]) << 16))
     resized = np.empty((out_w, rows * 4), np.uint8)
-    _vertical(resized.reshape(out_w, rows, 4), packed.reshape(w, rows, 4), weights, bounds, shift)
+    _vertical(resized.reshape(out_w, rows, 4), packed.reshape(cols, rows, 4), weights, bounds,
+              shift + c0)
     resized_words = resized.view(np.uint32)
     flat_dst = dst.reshape(rows, out_w * 3)
     for y0 in range(0, rows, _TILE):
@@ -252,9 +259,10 @@ def resample_into(out: np.ndarray, img: np.ndarray, full_h: int | None = None,
 # Compiled DALI operators, one per kind. DALI's NumbaFunction compiles its run and setup
 # functions when the operator object is created (seconds each), not when it is called, so one
 # object per kind serves every pipeline of the process. What changes from one config to the
-# next (the output size, mean and std) travels as inputs, never as compiled constants: the
-# output size as the shape of a zero-volume input (a setup function sees only shapes), mean
-# and 1/std as float32 inputs. Kinds: the uint8 resize, and resize + normalize per layout.
+# next (the output size, the window, mean and std) travels as inputs, never as compiled
+# constants: the output size as the shape of a zero-volume input (a setup function sees only
+# shapes), the window as int32 (full_h, full_w, top, left), mean and 1/std as float32 inputs.
+# Kinds: the uint8 resize, and resize + normalize per layout.
 _OPERATORS: dict = {}
 
 
@@ -274,30 +282,31 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
     """The DALI node: uint8 HWC ``images`` → PIL's bilinear resize, exactly.
 
     ``geometry``: None to resize the whole image to out_h × out_w, or an int32 [4] node
-    (full_h, full_w, top, left) per sample for the window of a larger resize. ``normalize``
-    (whole-image resize only): None for uint8 HWC output, or (mean, std in 0–255 units,
-    layout "CHW"|"HWC", mirror node) for float32 output, as ``crop_mirror_normalize`` would
-    give it.
+    (full_h, full_w, top, left) per sample for the window of a larger resize. ``normalize``:
+    None for uint8 HWC output, or (mean, std in 0–255 units, layout "CHW"|"HWC", mirror node
+    or None) for float32 output, as ``crop_mirror_normalize`` would give it (a window is
+    never mirrored: eval).
     """
     from nvidia.dali import fn, types
 
-    if normalize is not None and geometry is not None:
-        raise ValueError("pil_resize_numba: normalize is for the whole-image resize only")
+    if normalize is not None and geometry is not None and normalize[3] is not None:
+        raise ValueError("pil_resize_numba: a window (eval) is not mirrored")
     # the output size as a shape: DALI 2.4's NumbaFunction hands its setup function the
     # shapes of as many inputs as it has outputs, hence a second (empty) output per kind
     size = fn.zeros(shape=[out_h, out_w, 0], dtype=types.UINT8)
+    if geometry is None:  # the whole image: the window of a resize to out_h × out_w at (0, 0)
+        geometry = types.Constant(np.array([out_h, out_w, 0, 0], np.int32), device="cpu")
     if normalize is None:
-        if geometry is None:  # the whole image: a window of a resize to out_h × out_w at (0, 0)
-            geometry = types.Constant(np.array([out_h, out_w, 0, 0], np.int32), device="cpu")
         op = numba_operator(("resize", PILLOW_VERTICAL_FIRST), _resize_operator)
         return op(images, size, geometry)[0]
     mean, std, layout, mirror = normalize
+    mirror = (types.Constant(np.zeros(1, np.int32), device="cpu") if mirror is None
+              else fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]))
     mean = types.Constant(np.array(mean, np.float32), device="cpu")
     inv_std = types.Constant((1.0 / np.array(std, np.float64)).astype(np.float32), device="cpu")
     op = numba_operator(("resize+normalize", layout, PILLOW_VERTICAL_FIRST),
                         lambda: _normalizing_operator(layout == "CHW"))
-    return op(images, size, fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]), mean,
-              inv_std)[0]
+    return op(images, size, geometry, mirror, mean, inv_std)[0]
 
 
 def _resize_operator():
@@ -322,6 +331,7 @@ def _resize_operator():
 
 
 def _normalizing_operator(chw: bool):
+    """(image, size, window, mirror, mean, 1/std) → float32 CHW or HWC, in one pass."""
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
@@ -339,12 +349,12 @@ def _normalizing_operator(chw: bool):
                 outs[0][i][2] = ins[0][i][2]
             outs[1][i][0] = 0
 
-    def run(out0, out1, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
-        out_h, out_w = in1.shape[0], in1.shape[1]
-        res = np.empty((out_h, out_w, in0.shape[2]), np.uint8)
-        resample(res, in0, out_h, out_w, 0, 0, vertical_rule)
-        normalize_into(out0, res, in2[0] != 0, in3, in4, chw)
+    def run(out0, out1, in0, in1, in2, in3, in4, in5):  # pragma: no cover - compiled by numba
+        res = np.empty((in1.shape[0], in1.shape[1], in0.shape[2]), np.uint8)
+        resample(res, in0, in2[0], in2[1], in2[2], in2[3], vertical_rule)
+        normalize_into(out0, res, in3[0] != 0, in4, in5, chw)
 
     return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT, types.UINT8],
-                         in_types=[types.UINT8, types.UINT8, types.INT32, types.FLOAT, types.FLOAT],
-                         outs_ndim=[3, 1], ins_ndim=[3, 3, 1, 1, 1], batch_processing=False)
+                         in_types=[types.UINT8, types.UINT8, types.INT32, types.INT32,
+                                   types.FLOAT, types.FLOAT],
+                         outs_ndim=[3, 1], ins_ndim=[3, 3, 1, 1, 1, 1], batch_processing=False)

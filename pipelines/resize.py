@@ -34,9 +34,11 @@ def exact_resize(cfg: Config, spec: GraphSpec) -> bool:
     return cfg.loader.resize == "pil" and spec.device_id is None
 
 
-def resize_images(cfg: Config, spec: GraphSpec, images, **window):
+def resize_images(cfg: Config, spec: GraphSpec, images, normalize=None, **window):
     """The resize ``loader.resize`` selects: ``pil`` (exact on the CPU, :func:`pil_resize` on
-    the GPU), ``pil_dali`` (:func:`pil_resize` on both) or ``fast`` (:func:`fast_resize`)."""
+    the GPU), ``pil_dali`` (:func:`pil_resize` on both) or ``fast`` (:func:`fast_resize`).
+    ``normalize`` (exact CPU resize only): normalize in the same pass, see
+    :func:`~dalinorm.pipelines.resample.pil_resize_numba`."""
     if exact_resize(cfg, spec):
         from dalinorm.pipelines.resample import pil_resize_numba
 
@@ -46,7 +48,9 @@ def resize_images(cfg: Config, spec: GraphSpec, images, **window):
             geometry = fn.cast(fn.stack(window["full_h"], window["full_w"], window["top"],
                                         window["left"]), dtype=types.INT32)
         return pil_resize_numba(images, out_h=window["out_h"], out_w=window["out_w"],
-                                geometry=geometry)
+                                geometry=geometry, normalize=normalize)
+    if normalize is not None:
+        raise ValueError("resize_images: normalize is for the exact CPU resize only")
     return (fast_resize if cfg.loader.resize == "fast" else pil_resize)(images, **window)
 
 
@@ -129,12 +133,13 @@ def torchvision_eval_geometry(shape, resize_shorter: int, crop: int):
                  for v in (new_h, new_w, anchor(new_h), anchor(new_w)))
 
 
-def eval_window(jpegs, images, cfg: Config, spec: GraphSpec, exif: bool):
-    """torchvision's Resize(resize_shorter) + CenterCrop(crop): the crop×crop uint8 window."""
+def eval_window(jpegs, images, cfg: Config, spec: GraphSpec, exif: bool, normalize=None):
+    """torchvision's Resize(resize_shorter) + CenterCrop(crop): the crop×crop uint8 window
+    (float32, normalized, with ``normalize``: see :func:`resize_images`)."""
     fn, types, _ = import_dali()
     shape = fn.peek_image_shape(jpegs, adjust_orientation=exif, dtype=types.INT32)
     new_h, new_w, top, left = torchvision_eval_geometry(
         shape, cfg.eval.resize_shorter, cfg.eval.crop
     )
-    return resize_images(cfg, spec, images, out_h=cfg.eval.crop, out_w=cfg.eval.crop,
+    return resize_images(cfg, spec, images, normalize, out_h=cfg.eval.crop, out_w=cfg.eval.crop,
                    full_h=new_h, full_w=new_w, top=top, left=left)
