@@ -41,4 +41,11 @@ def format_stats_table(stats) -> str:
         lines.append(f"{name:<8}{m:>10.5f}{s:>10.5f}{m * 255:>10.3f}{s * 255:>10.3f}{lo!s:>6}{hi!s:>6}")
     lines.append(f"{'global':<8}{stats.global_mean:>10.5f}{stats.global_std:>10.5f}"
                  f"{stats.global_mean * 255:>10.3f}{stats.global_std * 255:>10.3f}")
+    if stats.percentiles:  # levels 0-255; pX: the smallest level with >= X% of pixels at or below
+        keys = list(stats.percentiles)
+        lines.append("percentiles (0-255 levels, numpy's inverted_cdf: smallest level with at "
+                     "least p% of pixels <= it)")
+        lines.append(f"{'channel':<8}" + "".join(f"{k:>7}" for k in keys))
+        for c, name in enumerate("RGB"):
+            lines.append(f"{name:<8}" + "".join(f"{stats.percentiles[k][c]:>7}" for k in keys))
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from dalinorm.pipelines.run import explain_pipeline_error, pipeline_batches, run
 from dalinorm.pipelines.specs import GraphSpec
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.progress import progress_bar
-from dalinorm.stats.file import DatasetStats
+from dalinorm.stats.file import DatasetStats, percentile_key
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
 log = logging.getLogger(__name__)
@@ -225,5 +225,13 @@ def stats_from_moments(
         max=tuple(extremes[1]) if extremes else None,
         histogram=tuple(tuple(int(v) for v in row) for row in acc.histogram)
         if acc.histogram is not None else None,
+        percentiles=_percentile_levels(acc),
         file_list=file_list,
     )
+
+
+def _percentile_levels(acc: MomentsAccumulator) -> dict[str, tuple[int, int, int]] | None:
+    levels = acc.percentiles()
+    if levels is None:
+        return None
+    return {percentile_key(p): tuple(v) for p, v in levels.items()}

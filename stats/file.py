@@ -23,6 +23,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "DatasetStats",
+    "percentile_key",
     "StatsFileError",
     "read_stats_file",
     "write_stats_file",
@@ -31,6 +32,11 @@ __all__ = [
 FORMAT = "dalinorm-stats"
 VERSION = 1
 CHANNEL_NAMES = ("R", "G", "B")
+
+
+def percentile_key(percent: float) -> str:
+    """The stats file's key of a percentile: ``p0.5``, ``p1``, ``p99.5``."""
+    return f"p{float(percent):g}"
 
 
 class StatsFileError(DalinormError, ValueError):
@@ -60,6 +66,10 @@ class DatasetStats:
     max: tuple[int, int, int] | None = None
     histogram: tuple[tuple[int, ...], ...] | None = None  # [3][256] pixel counts
     skipped_files: int = 0
+    # per channel, in 0-255 levels like min/max, keyed "p0.5", "p1", ... (percentile_key):
+    # the smallest level with at least p% of the channel's pixels at or below it (numpy's
+    # "inverted_cdf"; stats.moments.histogram_percentile), from the histogram; None without one
+    percentiles: dict[str, tuple[int, int, int]] | None = None
     # the file list the fingerprint covers, written next to the stats file (not a YAML key)
     file_list: str = field(default="", repr=False, compare=False)
 
@@ -90,6 +100,8 @@ class DatasetStats:
                 if self.histogram is not None else None
             ),
         )
+        if self.percentiles is not None:  # optional in version 1: absent from older files
+            tree["percentiles"] = {key: list(v) for key, v in self.percentiles.items()}
         return tree
 
 
@@ -107,7 +119,10 @@ def write_stats_file(path: Path, stats: DatasetStats) -> None:
     write_atomically(_file_list_path(path), stats.file_list.encode("utf-8", "surrogateescape"))
     text = (
         "# Normalization statistics written by `dalinorm stats`. mean/std are on the [0, 1]\n"
-        "# scale (x/255); *_255 give the same on the 0-255 scale, for reading.\n"
+        "# scale (x/255); *_255 give the same on the 0-255 scale, for reading. min, max and\n"
+        "# percentiles are per-channel levels (0-255) from the histogram; percentile pX is the\n"
+        "# smallest level with at least X% of the channel's pixels at or below it\n"
+        "# (numpy.percentile(pixels, X, method='inverted_cdf')).\n"
         + yaml.safe_dump(stats.to_yaml_tree(), sort_keys=False, width=120, default_flow_style=None)
     )
     write_atomically(path, text.encode("utf-8"))
@@ -183,7 +198,27 @@ def read_stats_file(path: Path) -> DatasetStats:
         max=tuple(tree["max"]) if tree.get("max") is not None else None,
         histogram=(tuple(tuple(histogram[c]) for c in CHANNEL_NAMES) if histogram else None),
         skipped_files=int(tree.get("skipped_files", 0) or 0),
+        percentiles=_percentiles(tree, path),
     )
+
+
+def _percentiles(tree: dict, path: Path) -> dict[str, tuple[int, int, int]] | None:
+    """The optional ``percentiles`` mapping (files written before it existed have none)."""
+    value = tree.get("percentiles")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise StatsFileError(f"{path}: 'percentiles' must be a mapping like p50: [R, G, B], "
+                             f"got {type(value).__name__}")
+    result = {}
+    for key, levels in value.items():
+        ok = (isinstance(levels, list) and len(levels) == 3
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in levels))
+        if not (isinstance(key, str) and key.startswith("p") and ok):
+            raise StatsFileError(f"{path}: 'percentiles' entry {key!r} must be pX: [R, G, B] "
+                                 f"with integer levels, got {levels!r}")
+        result[key] = tuple(levels)
+    return result
 
 
 def _parse_file_list(text: str) -> dict[str, str]:

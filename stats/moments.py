@@ -14,12 +14,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["MomentsAccumulator", "exact_mean_var"]
+__all__ = ["PERCENTILES", "MomentsAccumulator", "exact_mean_var", "histogram_percentile"]
 
 CHANNELS = 3
+
+# The percentiles a stats file records per channel (with a histogram): the usual clipping
+# bounds (0.5/99.5, 1/99, 2/98, 5/95) and the quartiles.
+PERCENTILES: tuple[float, ...] = (0.5, 1, 2, 5, 25, 50, 75, 95, 98, 99, 99.5)
+
+
+def histogram_percentile(counts: np.ndarray, percent: float) -> int:
+    """The ``percent``-th percentile of the values a histogram counts (bin i = value i), exactly.
+
+    Definition (Hyndman & Fan's 1, numpy's ``method="inverted_cdf"``): the smallest value v such
+    that at least ``percent``% of the values are <= v, i.e. the k-th smallest value with
+    k = max(1, ceil(n * percent / 100)); percent 0 gives the minimum, 100 the maximum. No
+    interpolation, so the result is one of the values and is computed in integers (the
+    percent as the decimal it is written as: 99.5 is 199/2), with no rounding at all.
+    Worked example: values 0, 0, 1, 5 (counts [2, 1, 0, 0, 0, 1]): p25 = p50 = 0 (2 of 4 values
+    are <= 0), p51 = 1 (k = 3), p75 = 1, p76 = 5.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    if n <= 0:
+        raise ValueError("no values to take a percentile of")
+    if not 0 <= percent <= 100:
+        raise ValueError(f"percent must be in [0, 100], got {percent}")
+    fraction = Fraction(repr(float(percent))) / 100
+    k = max(1, -(-n * fraction.numerator // fraction.denominator))  # ceil without floats
+    return int(np.searchsorted(np.cumsum(counts), k, side="left"))
 
 
 def exact_mean_var(count: int, total: int, total_sq: int) -> tuple[float, float]:
@@ -123,6 +150,14 @@ class MomentsAccumulator:
         var = state.m2 / state.n
         return (state.mean[:CHANNELS].tolist(), var[:CHANNELS].tolist(),
                 float(state.mean[CHANNELS]), float(var[CHANNELS]))
+
+    def percentiles(self, percents=PERCENTILES) -> dict[float, list[int]] | None:
+        """Per-channel :func:`histogram_percentile` of the pooled pixels for each of
+        ``percents`` (every pixel counts once, whatever ``stats.weighting``), or None without
+        a histogram."""
+        if self.histogram is None:
+            return None
+        return {p: [histogram_percentile(row, p) for row in self.histogram] for p in percents}
 
     def extremes(self) -> tuple[list[int], list[int]] | None:
         """Per-channel (min, max) from the histogram, or None without one."""
