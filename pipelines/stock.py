@@ -39,7 +39,7 @@ def build_stock_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Norm
         size = cfg.train.size
         images = fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_TRIANGULAR)
         mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-        images = normalize_images(images, cfg, normalization, mirror=mirror)
+        images = normalize_images(images, cfg, normalization, size=(size, size), mirror=mirror)
         pipe.set_outputs(images, labels if spec.device_id is None else labels.gpu())
     return pipe
 
