@@ -195,9 +195,10 @@ def test_idle_wait_sees_a_child_burning_cpu_and_exiting():
                               "while time.process_time() - t < 0.3: pass\ntime.sleep(0.5)"])
     # a 1 s quiet window: a loaded machine may stall the child for a moment before it ends
     end = wait_until_idle(window=1.0, max_wait=60.0)
-    assert end.settled and end.cpu - before >= 0.28  # 0.3 s less two 10 ms ticks
+    # 0.3 s less five ticks: tick-sampled accounting undercounts under load (0.27 seen)
+    assert end.settled and end.cpu - before >= 0.25
     child.wait()  # reaped: its CPU time is now its parent's cutime
-    assert cpu_seconds(process_tree()) - before >= 0.28
+    assert cpu_seconds(process_tree()) - before >= 0.25
 
 
 def test_plain_transforms_compute_the_config_recipe(tmp_path):
