@@ -48,12 +48,11 @@ _STATE_VERSION = 1
 class _TrainerLoader:
     """What the ``Trainer`` iterates: one epoch of a :class:`DaliLoader` per ``iter()``.
 
-    Two things differ from iterating the loader directly. The epoch starts at the first batch
-    asked for, not at ``iter()``: Lightning calls ``iter()`` once just to check that the object
-    is iterable, which would otherwise count an epoch. And the pipeline's padding beyond this
-    rank's last batch is read before that batch is handed over: Lightning stops after
-    ``len()`` batches without asking for another, so without this a checkpoint written at the
-    end of an epoch would hold an epoch not read to its end, and resume into an empty one.
+    One thing differs from iterating the loader directly: the epoch starts at the first batch
+    asked for, not at ``iter()``. Lightning calls ``iter()`` once just to check that the object
+    is iterable, which would otherwise count an epoch. (Lightning stops after ``len()`` batches
+    without asking for another; ``DaliLoader`` reads its padding before the last batch, so a
+    checkpoint at the end of an epoch resumes into the next one.)
     """
 
     def __init__(self, loader: DaliLoader, module: "DaliDataModule | None" = None) -> None:
@@ -67,13 +66,7 @@ class _TrainerLoader:
         return self._epoch()
 
     def _epoch(self):
-        batches = iter(self.loader)
-        last = len(self.loader) - 1
-        for index, batch in enumerate(batches):
-            if index == last:
-                for _ in batches:  # the padding: nothing of it is yielded
-                    pass
-            yield batch
+        yield from self.loader
 
     # Lightning's fit loop saves the state of a train loader that has these two methods and
     # warns on a mid-epoch resume when it has not. The position itself lives in the data

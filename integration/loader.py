@@ -280,8 +280,16 @@ class DaliLoader:
             self._consumed += 1
             if index >= self._batches:
                 continue  # padding beyond this rank's last step
-            if index == self._batches - 1 and self._last_size < self.batch_size:
-                images, labels = images[: self._last_size], labels[: self._last_size]
+            if index == self._batches - 1:
+                if self._last_size < self.batch_size:
+                    images, labels = images[: self._last_size], labels[: self._last_size]
+                # read the padding now, so that the epoch is complete once its last batch is
+                # out: a loop that stops after len() batches without asking for another
+                # (Lightning's) then saves a state at the epoch's end, not one that resumes
+                # into an empty epoch
+                while self._consumed < self._pipeline_batches:
+                    self._feed.next()
+                    self._consumed += 1
             yield images, labels
 
     # ------------------------------------------------------------------ resume

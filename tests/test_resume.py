@@ -56,6 +56,25 @@ def test_resume_mid_epoch_is_exact(textured, device, stop_after):
     assert resumed.epoch == 3
 
 
+def test_state_saved_after_the_last_batch_resumes_into_the_next_epoch(textured):
+    # A loop that takes len() batches and stops without asking for another (Lightning's fit
+    # loop) saves its state there: the resumed loader's next iteration is the next epoch,
+    # whole, not the unread padding of the finished one as an empty epoch.
+    cfg = make_config(textured.root)
+    whole = DaliLoader(cfg, "train")
+    epochs = [[fingerprint(*b) for b in whole] for _ in range(2)]
+    first = DaliLoader(cfg, "train")
+    batches = iter(first)
+    for _ in range(len(first)):
+        next(batches)
+    state = first.state_dict()
+    first.close()
+    resumed = DaliLoader(cfg, "train")
+    resumed.load_state_dict(state)
+    assert [fingerprint(*b) for b in resumed] == epochs[1]
+    assert resumed.epoch == 2
+
+
 def test_state_from_other_data_or_seed_is_refused(colour_data):
     train, _ = colour_data
     loader = DaliLoader(make_config(train.root), "train")
