@@ -175,6 +175,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def cmd_parity(args: argparse.Namespace) -> int:
     from dalinorm.commands.parity import format_report, run_eval_parity, write_report
 
@@ -254,13 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
                    default=("dalinorm", "torchvision", "torchvision-v2", "dali-stock"),
                    metavar="A,B,...", help="loaders to time, alternating epochs: dalinorm, "
                    "torchvision (classic transforms), torchvision-v2, dali-stock (default: all)")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs per candidate (default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--epochs", type=_positive_int, default=3, help="timed epochs per candidate (default 3)")
+    p.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed epochs first (default 1)")
+    p.add_argument("--workers", type=_non_negative_int, default=None,
                    help="torchvision DataLoader workers (default: all cores)")
     p.add_argument("--no-floor", action="store_true", help="skip the decode-only floor")
     p.add_argument("--no-stats", action="store_true", help="skip the statistics pass")
-    p.add_argument("--memory-epochs", type=int, default=0, metavar="N",
+    p.add_argument("--memory-epochs", type=_non_negative_int, default=0, metavar="N",
                    help="also run each candidate alone in a fresh process for N epochs: peak PSS "
                         "and PSS growth from epoch 2 to N (default 0: skip)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")

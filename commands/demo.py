@@ -59,8 +59,9 @@ def demo_lines(cfg: Config, config_path: str) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="dalinorm-demo-") as tmp:
         stats_file = Path(tmp) / "train_stats.yaml"
         write_stats_file(stats_file, stats)
-        cfg = dataclasses.replace(cfg, normalize=dataclasses.replace(
-            cfg.normalize, source="stats", stats_file=stats_file, mean=None, std=None))
+        if cfg.normalize.mode != "per_image":  # per_image needs no dataset statistics
+            cfg = dataclasses.replace(cfg, normalize=dataclasses.replace(
+                cfg.normalize, source="stats", stats_file=stats_file, mean=None, std=None))
         for split in ("train", "val"):
             loader = DaliLoader(cfg, split)
             result = stream_epoch(loader)

@@ -132,12 +132,18 @@ def choose_device(
         except ValueError:
             raise DeviceError("LOCAL_RANK", f"{raw!r} is not an integer (a launcher such as "
                                             "torchrun sets it to the process's index on its node)") from None
-        if not 0 <= local < cuda_devices:
-            raise DeviceError(
-                "LOCAL_RANK",
-                f"{local}, but PyTorch sees {cuda_devices} CUDA device(s) (ordinals 0 to "
-                f"{cuda_devices - 1}); with one visible GPU per process (CUDA_VISIBLE_DEVICES) "
-                "pass DaliLoader(device=...) explicitly",
+        if local < 0:
+            raise DeviceError("LOCAL_RANK", f"{local}, expected an int >= 0 (the process's index "
+                                            "on its node)")
+        if local >= cuda_devices:
+            # a launcher that gives each process its own GPU(s) through CUDA_VISIBLE_DEVICES
+            # (SLURM --gpus-per-task) sets LOCAL_RANK beyond what this process sees
+            return DeviceChoice(
+                current_device, f"torch.cuda.current_device() (LOCAL_RANK={local} is beyond the "
+                f"{cuda_devices} visible CUDA device(s))",
+                f"LOCAL_RANK is {local} but PyTorch sees {cuda_devices} CUDA device(s): decoding "
+                f"on the current device, cuda:{current_device} (one GPU per process through "
+                "CUDA_VISIBLE_DEVICES?); pass DaliLoader(device=...) to choose",
             )
         reason = f"LOCAL_RANK={local}" + (" (torch.distributed is initialized)" if dist_initialized else "")
         warning = None

@@ -174,6 +174,16 @@ def test_usage_error_exits_2_through_argparse(capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--workers", "-1"], ["--warmup", "-1"],
+                                  ["--memory-epochs", "-2"]])
+def test_bench_counts_are_checked_by_argparse(argv, capsys):
+    # --epochs 0 left bench no epoch to take a median of (an internal error, exit 3)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "configs/sample.yaml", *argv])
+    assert exit_.value.code == 2
+    assert f"argument {argv[0]}: must be >=" in capsys.readouterr().err
+
+
 def test_unwritable_output_is_exit_2_naming_the_path(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

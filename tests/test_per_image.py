@@ -176,3 +176,12 @@ def test_per_image_with_dataset_statistics_is_a_config_error(tmp_path, source):
 def test_per_image_with_source_none_or_the_default(tmp_path):
     assert make_config(tmp_path, "normalize.mode=per_image").normalize.mode == "per_image"
     assert make_config(tmp_path, *PER_IMAGE).normalize.source == "none"
+
+
+@pytest.mark.slow  # a training-free but full demo run (stats pass, two epochs)
+def test_demo_runs_with_per_image(capsys):
+    # the demo swaps in its own stats file, which per_image refuses (it needs none)
+    from dalinorm import cli
+
+    assert cli.main(["demo", "--set", "normalize.mode=per_image", "--set", "loader.device=cpu"]) == 0
+    assert "normalization: per image" in capsys.readouterr().out
