@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue as queues
 import statistics
 import threading
 import time
@@ -554,7 +555,15 @@ def memory_profile(cfg: Config, split: str, backend: str, epochs: int, workers: 
     queue = ctx.Queue()
     child = ctx.Process(target=_memory_child, args=(cfg, split, backend, epochs, workers, queue))
     child.start()
-    result = queue.get()
+    while True:  # the child may die without a word (killed for memory, a crash)
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queues.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"memory profile of {backend}: the measuring process exited "
+                                   f"with code {child.exitcode} before reporting (killed for "
+                                   "memory? lower loader.batch_size or --workers)") from None
     child.join()
     if "error" in result:
         raise RuntimeError(f"memory profile of {backend}: {result['error']}")
