@@ -95,9 +95,30 @@ class DataConfig:
     checked_list: Path | None = None
     # Images with more pixels than this are reported by check-data (decompression bombs).
     max_pixels: int = 100_000_000
+    # Channels each image is decoded to: 3 (RGB; a grayscale file is replicated) or 1
+    # (grayscale, yielded as [N, 1, H, W]; an RGB file is converted with PIL's convert("L")
+    # rule, L = (19595 R + 38470 G + 7471 B + 2**15) >> 16). Arrays (format numpy) take any >= 1.
+    channels: int = 3
+    # Sample type of the files: uint8 (8-bit, [0, 1] scale is x / 255), uint16 (16-bit PNG or
+    # TIFF read exactly, x / 65535; a file of the other bit depth is an error, never rescaled),
+    # float32 (arrays only, data.format numpy).
+    dtype: Literal["uint8", "uint16", "float32"] = "uint8"
 
     def __post_init__(self) -> None:
         _require(self.max_pixels >= 1, "max_pixels", f"must be >= 1, got {self.max_pixels}")
+        arrays = self.format == "numpy"
+        _require(self.channels >= 1, "channels", f"must be >= 1, got {self.channels}")
+        _require(
+            arrays or self.channels in (1, 3),
+            "channels",
+            f"must be 1 (grayscale) or 3 (RGB) for {self.format} images, got {self.channels}",
+        )
+        _require(
+            arrays or self.dtype != "float32",
+            "dtype",
+            f"float32 is only read from arrays (data.format numpy); images are uint8 or uint16, "
+            f"got data.format {self.format!r}",
+        )
         _require(self.shuffle_buffer >= 1, "shuffle_buffer", f"must be >= 1, got {self.shuffle_buffer}")
         _require(
             not (self.format == "webdataset" and self.on_bad_file == "skip"),
@@ -216,9 +237,6 @@ class NormalizeConfig:
             value = getattr(self, name)
             if value is not None:
                 _require(
-                    len(value) in (1, 3), name, f"must have 1 or 3 values (per channel), got {len(value)}"
-                )
-                _require(
                     all(math.isfinite(v) for v in value), name, f"must be finite, got {list(value)}"
                 )
         if self.std is not None:
@@ -277,6 +295,26 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     # The file this config was read from (None when built from a dict); not a YAML key.
     source_path: Path | None = field(default=None, compare=False, metadata={"yaml": False})
+
+    def __post_init__(self) -> None:
+        # Checks that span sections: mean/std must fit the decoded channel count. Raised as
+        # ConfigError here (not _FieldError) so dataclasses.replace() outside the loader names
+        # the key too.
+        channels = self.data.channels
+        norm = self.normalize
+        for name in ("mean", "std"):
+            value = getattr(norm, name)
+            if value is not None and len(value) not in (1, channels):
+                raise ConfigError(
+                    f"normalize.{name}",
+                    f"must have 1 or data.channels ({channels}) values, got {len(value)}",
+                )
+        if norm.source == "imagenet" and norm.mode != "per_image" and channels != 3:
+            raise ConfigError(
+                "normalize.source",
+                f"'imagenet' statistics are for 3 RGB channels, but data.channels is {channels}; "
+                f"use source stats (`dalinorm stats`), values or none",
+            )
 
     def split_dir(self, split: str) -> Path:
         """The folder of ``split`` (``"train"``, ``"val"`` or a folder name under data.root)."""

@@ -107,7 +107,18 @@ def test_wrong_types(raw, expected):
         ({"train": {"hflip": -0.1}}, "train.hflip", "probability in [0, 1]"),
         ({"normalize": {"source": "values", "mean": [0.5], "std": [0.0]}}, "normalize.std", "must be > 0"),
         ({"normalize": {"source": "values", "mean": [0.5, 0.5], "std": [0.2]}}, "normalize.mean",
-         "must have 1 or 3 values"),
+         "must have 1 or data.channels (3) values, got 2"),
+        ({"data": {"channels": 1}, "normalize": {"source": "values", "mean": [0.5, 0.5, 0.5],
+                                                 "std": [0.2]}},
+         "normalize.mean", "must have 1 or data.channels (1) values, got 3"),
+        ({"data": {"channels": 1}, "normalize": {"source": "values", "mean": [0.5],
+                                                 "std": [0.2, 0.2, 0.2]}},
+         "normalize.std", "must have 1 or data.channels (1) values, got 3"),
+        ({"data": {"channels": 1}}, "normalize.source",
+         "'imagenet' statistics are for 3 RGB channels, but data.channels is 1"),
+        ({"data": {"channels": 4}}, "data.channels", "must be 1 (grayscale) or 3 (RGB)"),
+        ({"data": {"channels": 0}}, "data.channels", "must be >= 1, got 0"),
+        ({"data": {"dtype": "float32"}}, "data.dtype", "only read from arrays (data.format numpy)"),
         ({"normalize": {"source": "values", "mean": [0.5]}}, "normalize.std", "is required"),
         ({"normalize": {"source": "imagenet", "mean": [0.5]}}, "normalize.mean", "only used with"),
         ({"normalize": {"source": "stats"}}, "normalize.stats_file", "is required"),
@@ -196,3 +207,15 @@ def test_cli_validate_error_is_one_line_exit_2():
     assert proc.stdout == ""
     debug = run_cli("--debug", "validate", str(REPO / "configs" / "sample.yaml"), "--set", "train.hflip=2")
     assert "Traceback" in debug.stderr
+
+
+def test_image_kinds_are_declared_in_data():
+    cfg = config_from_dict({})
+    assert (cfg.data.channels, cfg.data.dtype) == (3, "uint8")
+    gray16 = config_from_dict({"data": {"channels": 1, "dtype": "uint16"},
+                               "normalize": {"source": "values", "mean": [0.3], "std": [0.2]}})
+    assert (gray16.data.channels, gray16.data.dtype) == (1, "uint16")
+    # per_image ignores the (default) imagenet source, so one channel needs no statistics
+    assert config_from_dict({"data": {"channels": 1}, "normalize": {"mode": "per_image"}}).data.channels == 1
+    assert config_from_dict({"data": {"channels": 1}, "normalize": {"source": "none"}}).data.channels == 1
+    assert error_of({"data": {"dtype": "uint12"}}).startswith("data.dtype: must be one of uint8|uint16|float32")
