@@ -50,15 +50,17 @@ def pooled_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[float,
     return g_mean, math.sqrt(max(second - g_mean * g_mean, 0.0))
 
 
-def _in_input_units(value: float) -> float:
-    """A value on the [0, 1] scale in uint8 input units (0–255), as DALI's operators see it."""
-    return value * 255.0
+def _in_input_units(value: float, full_scale: float = 255.0) -> float:
+    """A value on the [0, 1] scale in input units, as DALI's operators see it: 0–255 for
+    uint8, 0–65535 for uint16 (``full_scale``), float32 arrays as stored (1.0)."""
+    return value * full_scale
 
 
-def dali_mean_std(normalization: Normalization) -> tuple[list[float], list[float]]:
-    """mean and std in 0–255 units, as ``crop_mirror_normalize`` wants them for uint8 input."""
-    return ([_in_input_units(m) for m in normalization.mean],
-            [_in_input_units(s) for s in normalization.std])
+def dali_mean_std(normalization: Normalization, *, full_scale: float = 255.0,
+                  ) -> tuple[list[float], list[float]]:
+    """mean and std in input units (0–255 by default), as ``crop_mirror_normalize`` wants them."""
+    return ([_in_input_units(m, full_scale) for m in normalization.mean],
+            [_in_input_units(s, full_scale) for s in normalization.std])
 
 
 def per_image_std_floor(values: int) -> float:
