@@ -1,15 +1,19 @@
 """Per-image, per-channel reductions inside the DALI graph, for the statistics pass.
 
+Works for any channel count (1 for grayscale, 3 for RGB) and for 8- and 16-bit samples.
 Two exact reducers; both are tested on the CPU against a float64 numpy reference:
 
 ``histogram`` (CPU): a numba-compiled DALI operator counts every pixel into a per-channel
-256-bin histogram in one pass. Σx, Σx², min and max follow exactly from the counts. On two
-cores it leaves the stats pass at ≈80% of decode-only speed, where stock operators need
-three passes (Σx, a square table, Σx²) and reach ≈50%.
+histogram of 256 bins (uint8) or 65,536 bins (uint16) in one pass. Σx, Σx², min, max and
+percentiles follow exactly from the counts. On two cores it leaves the stats pass at ≈80% of
+decode-only speed (8-bit RGB), where stock operators need three passes and reach ≈50%.
 
-``sums`` (stock DALI operators, any device): Σx in uint64 and Σx² from a uint8 → uint16
-square table (uint8 × uint8 stays uint8 in DALI), summed in uint64. On the GPU these cost
-nothing next to nvJPEG, so the GPU path uses them; it is also the fallback without numba.
+``sums`` (stock DALI operators, any device): Σx in uint64, and Σx² from a uint8 → uint16
+square table (uint8 × uint8 stays uint8 in DALI) or, for uint16, from x cast to uint64 and
+squared there (65,535² does not fit the table's float32 values exactly, and Σx² of 16-bit
+pixels passes 2**32 within one image), summed in uint64: exact below 4·10⁹ pixels per image.
+On the GPU these cost nothing next to nvJPEG, so the GPU path uses them; it is also the
+fallback without numba.
 """
 
 from __future__ import annotations
@@ -20,26 +24,32 @@ import numpy as np
 from dalinorm.errors import ConfigError, MissingDependencyError
 
 
-__all__ = ["choose_reducer", "per_image_sums", "reduce_images"]
+__all__ = ["bins_of", "choose_reducer", "per_image_sums", "reduce_images"]
 
 _SQUARES = [float(v * v) for v in range(256)]  # ≤ 65025: exact in the table's float values
 
 
+def bins_of(dtype: str) -> int:
+    """Histogram bins per channel for a sample type: one per level."""
+    return 65536 if dtype == "uint16" else 256
+
+
 def _histogram_run(out0, in0):  # pragma: no cover - compiled by numba, run inside DALI
-    # out0: [3, 256] uint32 pixel counts; in0: [pixels, 3] uint8
-    for c in range(3):
-        for b in range(256):
-            out0[c, b] = 0
+    # out0: [C, bins] uint32 pixel counts; in0: [pixels, C] uint8 or uint16
+    out0[:, :] = 0
+    channels = in0.shape[1]
     for i in range(in0.shape[0]):
-        out0[0, in0[i, 0]] += 1
-        out0[1, in0[i, 1]] += 1
-        out0[2, in0[i, 2]] += 1
+        for c in range(channels):
+            out0[c, in0[i, c]] += 1
 
 
-def _histogram_setup(outs, ins):  # pragma: no cover - compiled by numba
-    for i in range(len(ins[0])):
-        outs[0][i][0] = 3
-        outs[0][i][1] = 256
+def _histogram_setup_for(bins: int):
+    def setup(outs, ins):  # pragma: no cover - compiled by numba
+        for i in range(len(ins[0])):
+            outs[0][i][0] = ins[0][i][1]
+            outs[0][i][1] = bins
+
+    return setup
 
 
 def numba_available() -> bool:
@@ -64,34 +74,42 @@ def choose_reducer(requested: str, on_gpu: bool) -> str:
     return requested
 
 
-def reduce_images(images, reducer: str) -> list:
-    """Small graph outputs per uint8 HWC image: ``histogram``: [uint32 [3, 256] pixel counts];
-    ``sums``: [Σx uint64 [3], Σx² uint64 [3], shape int64 [3]] (the shape on the CPU)."""
+def reduce_images(images, reducer: str, *, channels: int = 3, dtype: str = "uint8") -> list:
+    """Small graph outputs per HWC image of ``channels`` channels of ``dtype`` (uint8 or
+    uint16): ``histogram``: [uint32 [C, bins] pixel counts]; ``sums``: [Σx uint64 [C],
+    Σx² uint64 [C], shape int64 [3]]."""
     from nvidia.dali import fn, types
 
-    flat = fn.reshape(images, shape=[-1, 3])  # one reduction axis: faster on DALI's CPU backend
+    flat = fn.reshape(images, shape=[-1, channels])  # one reduction axis: faster on DALI's CPU
+    bins = bins_of(dtype)
     if reducer == "histogram":
         from nvidia.dali.plugin.numba import NumbaFunction
 
         from dalinorm.pipelines.resample import numba_operator
 
-        op = numba_operator("histogram", lambda: NumbaFunction(
-            run_fn=_histogram_run, setup_fn=_histogram_setup, out_types=[types.UINT32],
-            in_types=[types.UINT8], outs_ndim=[2], ins_ndim=[2], batch_processing=False))
+        in_type = types.UINT16 if dtype == "uint16" else types.UINT8
+        op = numba_operator(("histogram", dtype), lambda: NumbaFunction(
+            run_fn=_histogram_run, setup_fn=_histogram_setup_for(bins), out_types=[types.UINT32],
+            in_types=[in_type], outs_ndim=[2], ins_ndim=[2], batch_processing=False))
         return [op(flat)]
     sums = fn.reductions.sum(flat, axes=[0], dtype=types.UINT64)
-    squares = fn.lookup_table(flat, keys=list(range(256)), values=_SQUARES, dtype=types.UINT16)
+    if dtype == "uint16":
+        wide = fn.cast(flat, dtype=types.UINT64)
+        squares = wide * wide
+    else:
+        squares = fn.lookup_table(flat, keys=list(range(256)), values=_SQUARES, dtype=types.UINT16)
     squares = fn.reductions.sum(squares, axes=[0], dtype=types.UINT64)
     return [sums, squares, images.shape(dtype=types.INT64)]
 
 
-_LEVELS = np.arange(256, dtype=np.int64)
-
-
 def per_image_sums(reduced: list[np.ndarray], reducer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(pixels [B], Σx [B, 3], Σx² [B, 3]) of a batch of :func:`reduce_images` outputs, exactly."""
+    """(pixels [B], Σx [B, C], Σx² [B, C]) of a batch of :func:`reduce_images` outputs,
+    exactly, in int64 per image: Σx² of one 16-bit image stays below 2**63 up to 2·10⁹ pixels
+    (65,535² · pixels); sums over images must go through Python ints
+    (:meth:`~dalinorm.stats.moments.MomentsAccumulator.add_batch` does)."""
     if reducer == "histogram":
-        h = reduced[0].astype(np.int64)
-        return h[:, 0, :].sum(axis=1), h @ _LEVELS, h @ (_LEVELS * _LEVELS)
-    sums, squares, shapes = (r.astype(np.int64) for r in reduced)  # Σx² < 2**63 below 1e14 px
+        h = reduced[0].astype(np.int64)  # [B, C, bins]
+        levels = np.arange(h.shape[2], dtype=np.int64)
+        return h[:, 0, :].sum(axis=1), h @ levels, h @ (levels * levels)
+    sums, squares, shapes = (r.astype(np.int64) for r in reduced)  # uint64 < 2**63 per image
     return shapes[:, 0] * shapes[:, 1], sums, squares

@@ -21,11 +21,12 @@ from dalinorm.data.listing import SplitListing, fingerprint_of
 from dalinorm.errors import DalinormError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
 from dalinorm.pipelines.graphs import build_stats_pipeline
-from dalinorm.pipelines.reductions import choose_reducer, per_image_sums
+from dalinorm.pipelines.reductions import bins_of, choose_reducer, per_image_sums
 from dalinorm.pipelines.run import explain_pipeline_error, pipeline_batches, run_batches
 from dalinorm.pipelines.specs import GraphSpec
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.progress import progress_bar
+from dalinorm.pipelines.kinds import full_scale_of
 from dalinorm.stats.file import DatasetStats, percentile_key
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
@@ -44,15 +45,15 @@ def _as_numpy(tensor_list) -> np.ndarray:
     return np.array(tensor_list.as_tensor())
 
 
-def _histograms(images, count: int) -> np.ndarray:
-    """[3, 256] pixel counts summed over the first ``count`` uint8 HWC images of a batch."""
+def _histograms(images, count: int, channels: int = 3, bins: int = 256) -> np.ndarray:
+    """[C, bins] pixel counts summed over the first ``count`` integer HWC images of a batch."""
     if hasattr(images, "as_cpu"):
         images = images.as_cpu()
-    total = np.zeros((3, 256), dtype=np.int64)
+    total = np.zeros((channels, bins), dtype=np.int64)
     for i in range(count):
-        flat = np.asarray(images[i]).reshape(-1, 3)
-        for c in range(3):
-            total[c] += np.bincount(flat[:, c], minlength=256)
+        flat = np.asarray(images[i]).reshape(-1, channels)
+        for c in range(channels):
+            total[c] += np.bincount(flat[:, c], minlength=bins)
     return total
 
 
@@ -80,7 +81,8 @@ class RankBlockReducer:
         self._pipe = None
 
     def reduce(self, *, progress: bool = False) -> MomentsAccumulator:
-        acc = MomentsAccumulator()
+        channels = self._cfg.data.channels
+        acc = MomentsAccumulator(channels=channels)
         if self.count == 0:
             return acc
         bs = self.batch_size
@@ -107,7 +109,8 @@ class RankBlockReducer:
                 if self.reducer == "histogram":  # min, max and the histogram come free
                     acc.add_histogram(reduced[0].sum(axis=0))
                 elif self.histogram:
-                    acc.add_histogram(_histograms(outputs[-1], real))
+                    acc.add_histogram(_histograms(outputs[-1], real, channels,
+                                                  bins_of(self._cfg.data.dtype)))
                 bar.update(real)
         finally:
             bar.close()
@@ -146,7 +149,7 @@ def _all_reduce(acc: MomentsAccumulator) -> MomentsAccumulator:
 
     gathered: list[MomentsAccumulator | None] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, acc)
-    total = MomentsAccumulator()
+    total = MomentsAccumulator(channels=acc.channels)
     for part in gathered:
         total.merge(part)
     return total
@@ -205,11 +208,12 @@ def stats_from_moments(
     except ImportError:  # pragma: no cover
         dali_version = "unknown"
     file_list = listing.file_list()
+    top = full_scale_of(cfg.data.dtype)  # levels → the [0, 1] scale: x/255 or x/65535
     return DatasetStats(
-        mean=tuple(m / 255.0 for m in mean),
-        std=tuple(std_from_var(v) / 255.0 for v in var),
-        global_mean=g_mean / 255.0,
-        global_std=std_from_var(g_var) / 255.0,
+        mean=tuple(m / top for m in mean),
+        std=tuple(std_from_var(v) / top for v in var),
+        global_mean=g_mean / top,
+        global_std=std_from_var(g_var) / top,
         num_images=acc.num_images,
         num_pixels=acc.num_pixels,
         split=split,
@@ -226,11 +230,14 @@ def stats_from_moments(
         histogram=tuple(tuple(int(v) for v in row) for row in acc.histogram)
         if acc.histogram is not None else None,
         percentiles=_percentile_levels(acc),
+        dtype=cfg.data.dtype,
+        channels=cfg.data.channels,
+        bit_depth={"uint8": 8, "uint16": 16, "float32": 32}[cfg.data.dtype],
         file_list=file_list,
     )
 
 
-def _percentile_levels(acc: MomentsAccumulator) -> dict[str, tuple[int, int, int]] | None:
+def _percentile_levels(acc: MomentsAccumulator) -> dict[str, tuple[int, ...]] | None:
     levels = acc.percentiles()
     if levels is None:
         return None

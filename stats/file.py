@@ -17,6 +17,7 @@ import yaml
 from dalinorm.atomic import write_atomically
 from dalinorm.data.listing import fingerprint_of
 from dalinorm.errors import DalinormError, UsageError
+from dalinorm.pipelines.kinds import full_scale_of
 
 
 __all__ = [
@@ -34,6 +35,16 @@ VERSION = 1
 CHANNEL_NAMES = ("R", "G", "B")
 
 
+def channel_names(channels: int) -> tuple[str, ...]:
+    """Names of the channels in the file and in ``dalinorm stats``' table: R, G, B for RGB,
+    L for grayscale (PIL's mode name), c0, c1, ... otherwise."""
+    if channels == 3:
+        return CHANNEL_NAMES
+    if channels == 1:
+        return ("L",)
+    return tuple(f"c{i}" for i in range(channels))
+
+
 def percentile_key(percent: float) -> str:
     """The stats file's key of a percentile: ``p0.5``, ``p1``, ``p99.5``."""
     return f"p{float(percent):g}"
@@ -47,8 +58,8 @@ class StatsFileError(DalinormError, ValueError):
 class DatasetStats:
     """Normalization statistics of one split. mean/std are on the [0, 1] scale."""
 
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # one per channel
+    std: tuple[float, ...]
     global_mean: float
     global_std: float
     num_images: int
@@ -69,22 +80,30 @@ class DatasetStats:
     # per channel, in 0-255 levels like min/max, keyed "p0.5", "p1", ... (percentile_key):
     # the smallest level with at least p% of the channel's pixels at or below it (numpy's
     # "inverted_cdf"; stats.moments.histogram_percentile), from the histogram; None without one
-    percentiles: dict[str, tuple[int, int, int]] | None = None
+    percentiles: dict[str, tuple[int, ...]] | None = None
+    # the sample type the statistics were taken of (data.dtype, data.channels, bits per
+    # sample); files written before these existed are 8-bit RGB
+    dtype: str = "uint8"
+    channels: int = 3
+    bit_depth: int = 8
     # the file list the fingerprint covers, written next to the stats file (not a YAML key)
     file_list: str = field(default="", repr=False, compare=False)
 
     def to_yaml_tree(self) -> dict[str, Any]:
         tree: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+        top = full_scale_of(self.dtype)
+        unit = f"_{int(top)}" if top != 1.0 else "_levels"
         tree.update(
             split=self.split,
+            sample={"dtype": self.dtype, "channels": self.channels, "bit_depth": self.bit_depth},
             mean=list(self.mean),
             std=list(self.std),
             global_mean=self.global_mean,
             global_std=self.global_std,
-            mean_255=[m * 255.0 for m in self.mean],
-            std_255=[s * 255.0 for s in self.std],
-            global_mean_255=self.global_mean * 255.0,
-            global_std_255=self.global_std * 255.0,
+            **{f"mean{unit}": [m * top for m in self.mean],
+               f"std{unit}": [s * top for s in self.std],
+               f"global_mean{unit}": self.global_mean * top,
+               f"global_std{unit}": self.global_std * top},
             num_images=self.num_images,
             num_pixels=self.num_pixels,
             skipped_files=self.skipped_files,
@@ -96,7 +115,7 @@ class DatasetStats:
             created=self.created,
             sums=self.sums,
             histogram=(
-                {name: list(row) for name, row in zip(CHANNEL_NAMES, self.histogram)}
+                {name: list(row) for name, row in zip(channel_names(self.channels), self.histogram)}
                 if self.histogram is not None else None
             ),
         )
@@ -119,8 +138,9 @@ def write_stats_file(path: Path, stats: DatasetStats) -> None:
     write_atomically(_file_list_path(path), stats.file_list.encode("utf-8", "surrogateescape"))
     text = (
         "# Normalization statistics written by `dalinorm stats`. mean/std are on the [0, 1]\n"
-        "# scale (x/255); *_255 give the same on the 0-255 scale, for reading. min, max and\n"
-        "# percentiles are per-channel levels (0-255) from the histogram; percentile pX is the\n"
+        "# scale (x/255 for uint8, x/65535 for uint16: see sample); *_255 (*_65535) give the\n"
+        "# same in levels, for reading. min, max and percentiles are per-channel levels\n"
+        "# (0-255 or 0-65535) from the histogram; percentile pX is the\n"
         "# smallest level with at least X% of the channel's pixels at or below it\n"
         "# (numpy.percentile(pixels, X, method='inverted_cdf')).\n"
         + yaml.safe_dump(stats.to_yaml_tree(), sort_keys=False, width=120, default_flow_style=None)
@@ -137,7 +157,7 @@ def _field(tree: dict, key: str, kind: type | tuple, path: Path, *, length: int 
         if not isinstance(value, list) or len(value) != length:
             got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
             raise StatsFileError(f"{path}: '{key}' must be a list of {length} values "
-                                 f"(one per RGB channel), got {got}")
+                                 f"(one per channel), got {got}")
         for v in value:
             if isinstance(v, bool) or not isinstance(v, kind):
                 raise StatsFileError(f"{path}: '{key}' must hold numbers, got {v!r}")
@@ -168,8 +188,17 @@ def read_stats_file(path: Path) -> DatasetStats:
         raise StatsFileError(f"{path}: stats file format version {tree.get('version')!r} is not "
                              f"supported (this dalinorm reads version {VERSION}); recompute it")
     number = (int, float)
-    mean = _field(tree, "mean", number, path, length=3)
-    std = _field(tree, "std", number, path, length=3)
+    sample = tree.get("sample") or {"dtype": "uint8", "channels": 3, "bit_depth": 8}
+    if not isinstance(sample, dict):
+        raise StatsFileError(f"{path}: 'sample' must be a mapping like {{dtype: uint16, channels: 1, "
+                             f"bit_depth: 16}}, got {sample!r}")
+    sample_dtype = str(sample.get("dtype", "uint8"))
+    channels = _field(sample, "channels", int, path) if "channels" in sample else 3
+    bit_depth = _field(sample, "bit_depth", int, path) if "bit_depth" in sample else 8
+    if channels < 1:
+        raise StatsFileError(f"{path}: 'sample.channels' must be >= 1, got {channels}")
+    mean = _field(tree, "mean", number, path, length=channels)
+    std = _field(tree, "std", number, path, length=channels)
     if any(s <= 0 for s in std):
         raise StatsFileError(f"{path}: 'std' must be > 0, got {std}")
     global_std = float(_field(tree, "global_std", number, path))
@@ -196,13 +225,16 @@ def read_stats_file(path: Path) -> DatasetStats:
         sums=dict(tree.get("sums") or {}),
         min=tuple(tree["min"]) if tree.get("min") is not None else None,
         max=tuple(tree["max"]) if tree.get("max") is not None else None,
-        histogram=(tuple(tuple(histogram[c]) for c in CHANNEL_NAMES) if histogram else None),
+        histogram=(tuple(tuple(histogram[c]) for c in channel_names(channels)) if histogram else None),
         skipped_files=int(tree.get("skipped_files", 0) or 0),
-        percentiles=_percentiles(tree, path),
+        percentiles=_percentiles(tree, path, channels),
+        dtype=sample_dtype,
+        channels=channels,
+        bit_depth=bit_depth,
     )
 
 
-def _percentiles(tree: dict, path: Path) -> dict[str, tuple[int, int, int]] | None:
+def _percentiles(tree: dict, path: Path, channels: int = 3) -> dict[str, tuple[int, ...]] | None:
     """The optional ``percentiles`` mapping (files written before it existed have none)."""
     value = tree.get("percentiles")
     if value is None:
@@ -212,7 +244,7 @@ def _percentiles(tree: dict, path: Path) -> dict[str, tuple[int, int, int]] | No
                              f"got {type(value).__name__}")
     result = {}
     for key, levels in value.items():
-        ok = (isinstance(levels, list) and len(levels) == 3
+        ok = (isinstance(levels, list) and len(levels) == channels
               and all(isinstance(v, int) and not isinstance(v, bool) for v in levels))
         if not (isinstance(key, str) and key.startswith("p") and ok):
             raise StatsFileError(f"{path}: 'percentiles' entry {key!r} must be pX: [R, G, B] "

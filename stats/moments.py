@@ -63,8 +63,8 @@ class _ChanState:
     """(n, mean, M2) per channel plus the pooled channel, merged with Chan's formula."""
 
     n: float = 0.0
-    mean: np.ndarray = field(default_factory=lambda: np.zeros(CHANNELS + 1))
-    m2: np.ndarray = field(default_factory=lambda: np.zeros(CHANNELS + 1))
+    mean: np.ndarray | float = 0.0  # [C + 1] once something is merged
+    m2: np.ndarray | float = 0.0
 
     def merge(self, n: float, mean: np.ndarray, m2: np.ndarray) -> None:
         if n == 0:
@@ -78,22 +78,30 @@ class _ChanState:
 
 @dataclass
 class MomentsAccumulator:
-    """Running per-channel moments of uint8 RGB pixels; ``merge`` combines two of them.
+    """Running per-channel moments of integer pixels (``channels`` of them: 1 grayscale, 3
+    RGB; 8- or 16-bit); ``merge`` combines two of them.
 
     ``add_batch`` takes per-image exact integer sums; ``add_histogram`` optionally adds
-    256-bin per-channel histograms (which also give min and max).
+    per-channel histograms (256 or 65,536 bins, one per level; they also give min, max and
+    percentiles).
     """
 
     num_images: int = 0
     num_pixels: int = 0  # per channel
-    sums: list[int] = field(default_factory=lambda: [0] * CHANNELS)
-    squares: list[int] = field(default_factory=lambda: [0] * CHANNELS)
-    histogram: np.ndarray | None = None  # int64 [3, 256], when histograms are taken
+    sums: list[int] = field(default_factory=list)  # [C] Python ints (filled in __post_init__)
+    squares: list[int] = field(default_factory=list)
+    histogram: np.ndarray | None = None  # int64 [C, bins], when histograms are taken
     _per_image: _ChanState = field(default_factory=_ChanState)
+    channels: int = CHANNELS
+
+    def __post_init__(self) -> None:
+        self.sums = self.sums or [0] * self.channels
+        self.squares = self.squares or [0] * self.channels
 
     def add_batch(self, pixels: np.ndarray, sums: np.ndarray, squares: np.ndarray) -> None:
         """A batch of images: ``pixels`` [B] pixels per channel of each image, ``sums`` and
-        ``squares`` [B, 3] their per-channel Σx and Σx² (exact integers)."""
+        ``squares`` [B, C] their per-channel Σx and Σx² (exact integers, int64 per image)."""
+        CHANNELS = self.channels  # noqa: N806 - the module constant's role, per accumulator
         pixels = np.asarray(pixels, dtype=np.int64).reshape(-1)
         sums = np.asarray(sums, dtype=np.int64).reshape(-1, CHANNELS)
         squares = np.asarray(squares, dtype=np.int64).reshape(-1, CHANNELS)
@@ -103,10 +111,11 @@ class MomentsAccumulator:
             raise ValueError("an image with no pixels cannot be reduced")
         self.num_images += int(pixels.size)
         self.num_pixels += int(pixels.sum())
-        # int64 is exact per batch (Σx² of 256 images of 100 MP < 2**51); Python ints beyond
+        # int64 is exact per image; across images Python ints (Σx² of a batch of 16-bit
+        # images passes 2**63 at ≈2·10⁹ pixels in all)
         for c in range(CHANNELS):
-            self.sums[c] += int(sums[:, c].sum())
-            self.squares[c] += int(squares[:, c].sum())
+            self.sums[c] += sum(int(v) for v in sums[:, c])
+            self.squares[c] += sum(int(v) for v in squares[:, c])
         # image weighting: each image's mean and variance (float64; the pooled channel last),
         # folded in as one group with Chan's formula
         n = np.concatenate([np.repeat(pixels[:, None], CHANNELS, 1), CHANNELS * pixels[:, None]], 1)
@@ -119,11 +128,16 @@ class MomentsAccumulator:
         self._per_image.merge(float(pixels.size), group_mean, group_m2)
 
     def add_histogram(self, histogram: np.ndarray) -> None:
-        histogram = np.asarray(histogram, dtype=np.int64).reshape(CHANNELS, 256)
+        histogram = np.asarray(histogram, dtype=np.int64).reshape(self.channels, -1)
         self.histogram = histogram.copy() if self.histogram is None else self.histogram + histogram
 
     def merge(self, other: "MomentsAccumulator") -> "MomentsAccumulator":
         """Add ``other`` into this accumulator (exactly, for the integer parts)."""
+        if self.num_images == 0 and self.histogram is None:  # empty: take the other's kind
+            self.channels = other.channels
+            self.sums, self.squares = [0] * other.channels, [0] * other.channels
+        elif other.num_images and other.channels != self.channels:  # a bug in the caller
+            raise ValueError(f"cannot merge moments of {other.channels} channels into {self.channels}")
         self.num_images += other.num_images
         self.num_pixels += other.num_pixels
         self.sums = [a + b for a, b in zip(self.sums, other.sums)]
@@ -135,10 +149,11 @@ class MomentsAccumulator:
 
     # ------------------------------------------------------------------ results
     def pixel_moments(self) -> tuple[list[float], list[float], float, float]:
-        """(mean[3], var[3], global mean, global var) in 0–255 units, every pixel weighted
-        the same; global pools the three channels."""
+        """(mean[C], var[C], global mean, global var) in levels (0–255 or 0–65535), every
+        pixel weighted the same; global pools the channels."""
         per_channel = [exact_mean_var(self.num_pixels, s, q) for s, q in zip(self.sums, self.squares)]
-        g_mean, g_var = exact_mean_var(self.num_pixels * CHANNELS, sum(self.sums), sum(self.squares))
+        g_mean, g_var = exact_mean_var(self.num_pixels * self.channels, sum(self.sums),
+                                       sum(self.squares))
         return [m for m, _ in per_channel], [v for _, v in per_channel], g_mean, g_var
 
     def image_moments(self) -> tuple[list[float], list[float], float, float]:
@@ -148,8 +163,8 @@ class MomentsAccumulator:
         if state.n == 0:
             raise ValueError("no images to take moments of")
         var = state.m2 / state.n
-        return (state.mean[:CHANNELS].tolist(), var[:CHANNELS].tolist(),
-                float(state.mean[CHANNELS]), float(var[CHANNELS]))
+        c = self.channels
+        return state.mean[:c].tolist(), var[:c].tolist(), float(state.mean[c]), float(var[c])
 
     def percentiles(self, percents=PERCENTILES) -> dict[float, list[int]] | None:
         """Per-channel :func:`histogram_percentile` of the pooled pixels for each of
