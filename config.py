@@ -215,17 +215,26 @@ class NormalizeConfig:
     ``per_image`` (each output image standardized by its own mean and std over all its pixels
     and channels, std floored at 1/sqrt(values) on the [0, 1] scale as TensorFlow's
     ``per_image_standardization`` does; no dataset statistics, so ``source`` must be ``none``
-    or left at its default).
+    or left at its default), or ``percentile`` (MONAI's ``ScaleIntensityRangePercentiles``:
+    each channel clipped to its [``percentiles[0]``, ``percentiles[1]``] percentiles of the
+    training split, from the stats file's histogram, then ``then: scale`` maps the clipped
+    range to [0, 1] or ``then: standardize`` subtracts the clipped pixels' mean and divides by
+    their std; ``source`` must be ``stats``).
     """
 
     source: Literal["imagenet", "stats", "values", "none"] = "imagenet"
     stats_file: Path | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    mode: Literal["channel", "global", "per_image"] = "channel"
+    mode: Literal["channel", "global", "per_image", "percentile"] = "channel"
     on_mismatch: Literal["error", "warn"] = "error"
+    # mode percentile only: [low, high] percents (numpy's inverted_cdf, 0 <= low < high <= 100),
+    # default [0.5, 99.5]; and what follows the clip: scale (to [0, 1]) or standardize
+    percentiles: tuple[float, float] | None = None
+    then: Literal["scale", "standardize"] | None = None
 
     def __post_init__(self) -> None:
+        self._check_percentile()
         # per_image takes no dataset statistics: a stats file or given mean/std would be ignored
         _require(
             self.mode != "per_image" or self.source in ("none", "imagenet"),
@@ -258,6 +267,24 @@ class NormalizeConfig:
                 "is required when normalize.source is 'stats' (write one with `dalinorm stats`)",
             )
 
+    def _check_percentile(self) -> None:
+        if self.mode != "percentile":
+            for name in ("percentiles", "then"):
+                _require(getattr(self, name) is None, name,
+                         f"is only used with normalize.mode 'percentile', but mode is {self.mode!r}")
+            return
+        _require(self.source == "stats", "source",
+                 "must be 'stats' with normalize.mode 'percentile' (the clip bounds are the "
+                 f"training split's percentiles, read from a stats file), got {self.source!r}")
+        # the defaults are filled in, so `dalinorm validate` prints what will be applied
+        if self.percentiles is None:
+            object.__setattr__(self, "percentiles", (0.5, 99.5))
+        if self.then is None:
+            object.__setattr__(self, "then", "scale")
+        low, high = self.percentiles
+        _require(0 <= low < high <= 100, "percentiles",
+                 f"must be [low, high] percents with 0 <= low < high <= 100, got {[low, high]}")
+
 
 @dataclass(frozen=True)
 class OutputConfig:
@@ -280,6 +307,26 @@ class StatsConfig:
     # how images are reduced in the graph: histogram (numba, CPU), sums (stock operators,
     # any device), auto (histogram on the CPU when numba is installed, else sums)
     reducer: Literal["auto", "histogram", "sums"] = "auto"
+    # foreground statistics (MONAI's NormalizeIntensity(nonzero=True)): a pixel whose every
+    # channel equals this value is background and left out of the counts, sums, histograms
+    # and percentiles. In sample levels (0-255 for uint8, 0-65535 for uint16), one value for
+    # all channels or one per channel; null (the default) counts every pixel.
+    background: int | tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.background is None:
+            return
+        levels = (self.background,) if isinstance(self.background, int) else self.background
+        _require(all(v >= 0 for v in levels), "background",
+                 f"must be sample levels >= 0, got {self.background!r}")
+
+    def background_levels(self, channels: int) -> tuple[int, ...] | None:
+        """The background value per channel (``channels`` of them), or None."""
+        if self.background is None:
+            return None
+        if isinstance(self.background, int):
+            return (self.background,) * channels
+        return tuple(self.background)
 
 
 @dataclass(frozen=True)
@@ -315,6 +362,19 @@ class Config:
                 f"'imagenet' statistics are for 3 RGB channels, but data.channels is {channels}; "
                 f"use source stats (`dalinorm stats`), values or none",
             )
+        background = self.stats.background
+        if background is not None:
+            levels = (background,) if isinstance(background, int) else background
+            if len(levels) not in (1, channels):
+                raise ConfigError("stats.background", f"must have 1 or data.channels ({channels}) "
+                                  f"values, got {len(levels)}")
+            if self.data.dtype == "float32":
+                raise ConfigError("stats.background", "applies to integer samples (uint8, "
+                                  "uint16); float32 arrays have no exact background level")
+            top = 255 if self.data.dtype == "uint8" else 65535
+            if max(levels) > top:
+                raise ConfigError("stats.background", f"must be levels <= {top} for data.dtype "
+                                  f"{self.data.dtype}, got {background!r}")
 
     def split_dir(self, split: str) -> Path:
         """The folder of ``split`` (``"train"``, ``"val"`` or a folder name under data.root)."""
@@ -368,6 +428,9 @@ def _convert(value: Any, hint: Any, key: str, base_dir: Path | None) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        # int | tuple[int, ...]: a YAML scalar takes the scalar branch, a list the list one
+        if len(inner) > 1 and isinstance(value, (list, tuple)):
+            inner = [a for a in inner if typing.get_origin(a) is tuple] or inner
         return _convert(value, inner[0], key, base_dir)
     if origin is Literal:
         if value not in args or isinstance(value, bool):

@@ -18,7 +18,7 @@ from dalinorm.pipelines.normalize import per_image_std_floor
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.normalization import resolve_normalization
 
-__all__ = ["PerImageStandardize", "reference_loader", "reference_transform"]
+__all__ = ["ClipChannels", "PerImageStandardize", "reference_loader", "reference_transform"]
 
 
 class OpenRGB:
@@ -62,6 +62,21 @@ class PerImageStandardize:
         return (x - x.mean()) / x.std(correction=0).clamp_min(floor)
 
 
+class ClipChannels:
+    """``normalize.mode: percentile``'s clip on a float [C, H, W] tensor on the [0, 1] scale:
+    each channel clamped to its [low, high] (picklable for workers)."""
+
+    def __init__(self, low, high) -> None:
+        self.low, self.high = list(low), list(high)
+
+    def __call__(self, image):
+        import torch
+
+        low = torch.tensor(self.low, dtype=image.dtype).view(-1, 1, 1)
+        high = torch.tensor(self.high, dtype=image.dtype).view(-1, 1, 1)
+        return torch.clamp(image, low, high)
+
+
 def reference_transform(cfg: Config, split: str):
     """torchvision's transform for ``split``: PIL image → normalized float CHW tensor."""
     import torch
@@ -82,6 +97,7 @@ def reference_transform(cfg: Config, split: str):
         *geometry,
         v2.PILToTensor(),
         v2.ToDtype(torch.float32, scale=True),
+        *([ClipChannels(norm.clip_low, norm.clip_high)] if norm.clipped else []),
         normalize,
     ])
 

@@ -42,10 +42,11 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
             adjust_orientation=cfg.data.exif == "apply",
         )
         size = cfg.train.size
-        fused = cfg.output.dtype == "float32" and not normalization.per_image
+        fused = cfg.output.dtype == "float32" and normalization.fusable
         if exact_resize(cfg, spec) and fused:
             # resize, mirror and normalize in one pass over the output (the CPU's hot path);
-            # per_image takes the path below: the same exact resize, then its own reductions
+            # per_image and percentile clipping take the path below: the same exact
+            # resize, then their own operators
             from dalinorm.pipelines.resample import pil_resize_numba
 
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
@@ -93,7 +94,7 @@ def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizati
     """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
     pipe = new_pipeline(cfg, spec)
     with pipe:
-        fused = cfg.output.dtype == "float32" and not normalization.per_image
+        fused = cfg.output.dtype == "float32" and normalization.fusable
         if exact_resize(cfg, spec) and fused:
             # the window's resize and normalization in one pass (the CPU's hot path, as in
             # train): 0.12 ms of crop_mirror_normalize per image replaced by ≈0.06

@@ -11,6 +11,13 @@ std floored at 1/sqrt(values) on the [0, 1] scale (255/sqrt(values) in 0–255 u
 image gives zeros, not NaN. Worked example, a 32×32 RGB output (3,072 values): the floor is
 0.0180 (4.6 levels); an image whose pixels vary less than that is divided by the floor and
 keeps mean 0 but has std below 1. At 224×224 (150,528 values) the floor is 0.66 levels.
+
+``normalize.mode: percentile`` clips each channel to [``clip_low``, ``clip_high``] first
+(``math.clamp`` on the resized image, per-channel constants broadcast over H and W; the
+bounds are integer levels, so the clipped values are exact integers), then applies mean and
+std as usual: (lo, hi − lo) maps the clipped range to [0, 1], the clipped pixels' own mean
+and std standardize it. The CPU's fused resize + normalize operator has no clip, so such a
+normalization takes the unfused path (:attr:`Normalization.fusable`).
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from typing import Sequence
 from dalinorm.config import Config
 from dalinorm.pipelines.specs import import_dali
 
-__all__ = ["Normalization", "dali_mean_std", "normalize_images", "per_image_std_floor",
-           "pooled_mean_std", "standardize_per_image"]
+__all__ = ["Normalization", "clip_images", "dali_clip_bounds", "dali_mean_std",
+           "normalize_images", "per_image_std_floor", "pooled_mean_std", "standardize_per_image"]
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,31 @@ class Normalization:
     """Per-channel mean and std on the [0, 1] scale (global mode repeats one value 3 times).
 
     ``per_image``: mean and std are not applied (0 and 1); each image is standardized by its
-    own statistics instead (``normalize.mode: per_image``)."""
+    own statistics instead (``normalize.mode: per_image``).
+
+    ``clip_low``/``clip_high`` (``normalize.mode: percentile``): per-channel bounds on the
+    [0, 1] scale that every value is clipped to before mean and std apply; None: no clip."""
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     origin: str  # human-readable: where the values came from
     per_image: bool = False
+    clip_low: tuple[float, ...] | None = None
+    clip_high: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.clip_low is None) != (self.clip_high is None):  # a bug in the caller
+            raise ValueError("Normalization: clip_low and clip_high go together")
+
+    @property
+    def clipped(self) -> bool:
+        return self.clip_low is not None
+
+    @property
+    def fusable(self) -> bool:
+        """Only (x − mean) / std per channel, what the CPU's fused resize + normalize
+        operator computes; per_image and clipping take the unfused path."""
+        return not self.per_image and not self.clipped
 
 
 def pooled_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float]:
@@ -63,6 +89,27 @@ def dali_mean_std(normalization: Normalization, *, full_scale: float = 255.0,
             [_in_input_units(s, full_scale) for s in normalization.std])
 
 
+def dali_clip_bounds(normalization: Normalization, *, full_scale: float = 255.0,
+                     ) -> tuple[list[float], list[float]]:
+    """clip_low and clip_high in input units (``full_scale`` as in :func:`dali_mean_std`),
+    rounded to the integer levels they are: a stats file's percentiles are histogram bins,
+    and k / 255 * 255 may land a hair off k in float64."""
+    return ([float(round(_in_input_units(v, full_scale))) for v in normalization.clip_low],
+            [float(round(_in_input_units(v, full_scale))) for v in normalization.clip_high])
+
+
+def clip_images(images, normalization: Normalization, *, full_scale: float = 255.0):
+    """``math.clamp`` of HWC images to the per-channel clip bounds: float32 out, exact (integer
+    values in, integer-valued bounds). Stock operators: one definition for both devices."""
+    import numpy as np
+    from nvidia.dali import math as dali_math
+
+    _, types, _ = import_dali()
+    low, high = dali_clip_bounds(normalization, full_scale=full_scale)
+    return dali_math.clamp(images, types.Constant(np.array(low, np.float32)),
+                           types.Constant(np.array(high, np.float32)))
+
+
 def per_image_std_floor(values: int) -> float:
     """The smallest std ``per_image`` divides by, on the [0, 1] scale: 1/sqrt(values), where
     ``values`` counts every pixel of every channel (TensorFlow's ``per_image_standardization``
@@ -80,6 +127,8 @@ def normalize_images(images, cfg: Config, normalization: Normalization, *,
     fn, types, _ = import_dali()
     dtype = types.FLOAT16 if cfg.output.dtype == "float16" else types.FLOAT
     layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+    if normalization.clipped:  # in the same input units as dali_mean_std's below
+        images = clip_images(images, normalization)
     if not normalization.per_image:
         mean, std = dali_mean_std(normalization)
         return fn.crop_mirror_normalize(images, dtype=dtype, output_layout=layout, mean=mean,

@@ -1,10 +1,15 @@
 """Which mean and std a config's ``normalize`` section asks for: ImageNet's, given values,
-none, or a stats file's, checked against the current training split (the leak guard)."""
+none, or a stats file's, checked against the current training split (the leak guard); and
+for ``mode: percentile`` the clip bounds and the clipped distribution's moments, exactly
+from the stats file's histogram."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Sequence
+
+import numpy as np
 
 from dalinorm.config import IMAGENET_MEAN, IMAGENET_STD, Config, NormalizeConfig
 from dalinorm.data.listing import fingerprint_of
@@ -16,10 +21,12 @@ from dalinorm.stats.file import (
     describe_mismatch,
     read_stats_file,
 )
+from dalinorm.stats.moments import exact_mean_var, histogram_percentile
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_stats_for_config", "resolve_normalization"]
+__all__ = ["clipped_moments", "load_stats_for_config", "percentile_normalization",
+           "resolve_normalization"]
 
 
 def _three(values: Sequence[float]) -> tuple[float, float, float]:
@@ -40,6 +47,9 @@ def resolve_normalization(cfg: Config, *, check_fingerprint: bool = True) -> Nor
         return Normalization((0.0,) * 3, (1.0,) * 3, "none (scaled to [0, 1])")
     if norm.source == "stats":
         stats = load_stats_for_config(cfg, check_fingerprint=check_fingerprint)
+        if norm.mode == "percentile":
+            return percentile_normalization(stats, norm.percentiles, norm.then,
+                                            where=str(norm.stats_file))
         if norm.mode == "global":
             return Normalization((stats.global_mean,) * 3, (stats.global_std,) * 3,
                                  f"stats file {norm.stats_file} (global)")
@@ -76,3 +86,55 @@ def load_stats_for_config(cfg: Config, *, check_fingerprint: bool = True) -> Dat
             raise StatsFileError(message)
         log.warning("%s", message)
     return stats
+
+
+def clipped_moments(counts: np.ndarray, low: int, high: int) -> tuple[float, float]:
+    """Mean and population std (in levels) of a histogram's values clipped to [low, high],
+    exactly: a clipped value is min(max(v, low), high), so the counts below ``low`` move to
+    ``low`` and those above ``high`` to ``high``; Σx and Σx² of that are integers (Python
+    ints: 65,535² times a pixel count overflows int64 past 2·10⁹ pixels), rounded once."""
+    counts = np.asarray(counts, dtype=np.int64)
+    levels = np.clip(np.arange(counts.size), low, high)
+    present = np.flatnonzero(counts)
+    n = int(counts.sum())
+    total = sum(int(counts[i]) * int(levels[i]) for i in present)
+    total_sq = sum(int(counts[i]) * int(levels[i]) ** 2 for i in present)
+    mean, var = exact_mean_var(n, total, total_sq)
+    return mean, math.sqrt(max(var, 0.0))
+
+
+def percentile_normalization(stats: DatasetStats, percents: Sequence[float], then: str, *,
+                             where: str = "stats file") -> Normalization:
+    """``normalize.mode: percentile``: per channel, clip to the [low, high] percentiles
+    (numpy's ``inverted_cdf`` of the pixels the histogram counts), then ``scale`` (the clipped
+    range onto [0, 1]: mean lo, std hi − lo) or ``standardize`` (mean and std of the clipped
+    pixels, not the file's unclipped ones). Any percentile is exact: it is computed from the
+    histogram itself, not looked up among the file's recorded ones. Pixel-weighted whatever
+    ``stats.weighting`` was (a histogram pools pixels)."""
+    if stats.histogram is None:
+        raise StatsFileError(
+            f"normalize.mode: percentile needs the training split's histogram, and {where} has "
+            "none; recompute it with `dalinorm stats --histogram` (or stats.reducer: histogram)")
+    histogram = np.asarray(stats.histogram, dtype=np.int64)
+    top = histogram.shape[1] - 1  # the largest level: 255 for 8-bit samples
+    low_p, high_p = percents
+    lows, highs, means, stds = [], [], [], []
+    for c, row in enumerate(histogram):
+        lo, hi = histogram_percentile(row, low_p), histogram_percentile(row, high_p)
+        if then == "scale":
+            mean, std = float(lo), float(hi - lo)
+        else:
+            mean, std = clipped_moments(row, lo, hi)
+        if std == 0:  # one level between the bounds: every clipped value is the mean
+            log.warning("normalize.percentiles: channel %d's p%g and p%g are both level %d in %s; "
+                        "that channel comes out as 0", c, low_p, high_p, lo, where)
+            std = 1.0
+        lows.append(lo / top)
+        highs.append(hi / top)
+        means.append(mean / top)
+        stds.append(std / top)
+    origin = (f"{where} (percentile p{low_p:g}-p{high_p:g} clip, then {then}: levels "
+              + ", ".join(f"[{round(lo * top)}, {round(hi * top)}]" for lo, hi in zip(lows, highs))
+              + ")")
+    return Normalization(tuple(means), tuple(stds), origin, clip_low=tuple(lows),
+                         clip_high=tuple(highs))
