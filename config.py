@@ -80,8 +80,12 @@ class DataConfig:
     # file_list: train/val are text files of "relative/path label" lines (DALI's format),
     # paths relative to data.root;
     # webdataset: train/val are folders of tar shards written by `dalinorm pack` (images +
-    # .cls labels, DALI index files, manifest.json and samples.tsv)
-    format: Literal["imagefolder", "file_list", "webdataset"] = "imagefolder"
+    # .cls labels, DALI index files, manifest.json and samples.tsv);
+    # numpy: train/val are folders <split>/<class>/<array>.npy (labels as imagefolder), each a
+    # 3-D array of data.dtype with data.channels channels, laid out as data.layout
+    format: Literal["imagefolder", "file_list", "webdataset", "numpy"] = "imagefolder"
+    # numpy only: the axis order of every array, HWC (height, width, channels) or CHW
+    layout: Literal["HWC", "CHW"] = "HWC"
     # webdataset train only: samples held in the reader's shuffle buffer (per rank; each holds
     # one encoded image). Larger mixes more across shards and costs memory.
     shuffle_buffer: int = 1024
@@ -107,6 +111,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         _require(self.max_pixels >= 1, "max_pixels", f"must be >= 1, got {self.max_pixels}")
         arrays = self.format == "numpy"
+        _require(
+            arrays or self.layout == "HWC",
+            "layout",
+            f"is for arrays only (data.format numpy); {self.format} images are decoded as they "
+            f"are, got {self.layout!r}",
+        )
         _require(self.channels >= 1, "channels", f"must be >= 1, got {self.channels}")
         _require(
             arrays or self.channels in (1, 3),

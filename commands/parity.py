@@ -27,6 +27,9 @@ from dalinorm.config import Config
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ARRAY_TOLERANCES",
+    "ArrayTolerance",
+    "array_tolerance_for",
     "ImageDiff",
     "LEVEL_ROUNDING",
     "NORMALIZE_ATOL_FLOAT16",
@@ -117,6 +120,51 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("gpu", "fast"): Tolerance(_GPU_MAX_LEVELS + 2.0, _GPU_MEAN_LEVELS + 0.25,
                                _GPU_WHY + " + one 2-D DALI resize", provisional=True),
 }
+
+
+@dataclass(frozen=True)
+class ArrayTolerance:
+    """Parity bound of the array graphs (``data.format: numpy``) on the data's own scale
+    ([0, 1] for uint8/uint16, as stored for float32): the normalized difference times the
+    channel's std. Both paths resize in float32, so inside the output only float rounding is
+    left (``max_abs``). The outermost row and column of an axis whose window reaches the
+    array's edge while shrinking differ by design: torch (like PIL) drops the filter taps that
+    fall outside and renormalizes the rest, DALI repeats the edge pixel for them; those taps
+    weigh at most 1/8 of the triangle (``edge_fraction`` of the data's range)."""
+
+    max_abs: float
+    why: str
+    edge_fraction: float = 0.125
+    provisional: bool = False
+
+
+# Keyed by (where DALI runs, data.dtype). Measured on the CPU with
+# benchmarks/array_parity_bounds.py (docs/PARITY.md, "Arrays"): 4 seeds × 4 eval geometries
+# (resize/crop 30/28, 30/30, 64/48 upscaling, 17/17) of 10 mixed-size 8-band arrays: inside
+# max 1.3e-6 (uint8, uint16: values in [0, 1]) and 3.8e-6 (float32 values in [-1, 2]); edges
+# of the windows that reach the array's edge up to 0.024 of a [0, 1] range (1/41). Bounds:
+# about 1.5× the measured inside max; the edge bound is the 1/8 the filter allows.
+ARRAY_TOLERANCES: dict[tuple[str, str], ArrayTolerance] = {
+    ("cpu", "uint8"): ArrayTolerance(2e-6, "DALI's float32 linear resize vs torch's antialiased "
+                                     "bilinear on x/255: float32 rounding only"),
+    ("cpu", "uint16"): ArrayTolerance(2e-6, "the same on x/65535"),
+    ("cpu", "float32"): ArrayTolerance(6e-6, "the same on values up to |x| = 2 as stored"),
+    ("gpu", "uint8"): ArrayTolerance(1e-5, "GPU resize in float32; not measured yet",
+                                     provisional=True),
+    ("gpu", "uint16"): ArrayTolerance(1e-5, "GPU resize in float32; not measured yet",
+                                      provisional=True),
+    ("gpu", "float32"): ArrayTolerance(3e-5, "GPU resize in float32; not measured yet",
+                                       provisional=True),
+}
+
+
+def array_tolerance_for(device: str, dtype: str) -> ArrayTolerance:
+    """The parity bound of the array graphs on ``device`` ("cpu"/"gpu") for ``data.dtype``."""
+    try:
+        return ARRAY_TOLERANCES[(device, dtype)]
+    except KeyError:
+        raise ValueError(f"no array parity tolerance for device {device!r} with data.dtype "
+                         f"{dtype!r}; expected one of {sorted(ARRAY_TOLERANCES)}") from None
 
 
 def tolerance_for(device: str, resize: str) -> Tolerance:

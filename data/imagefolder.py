@@ -15,8 +15,12 @@ from dalinorm.errors import DatasetError
 __all__ = ["list_image_folder"]
 
 
-def list_image_folder(split_dir: Path, *, key: str = "data.root") -> SplitListing:
+def list_image_folder(split_dir: Path, *, key: str = "data.root",
+                      extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> SplitListing:
     """List ``split_dir`` as ``torchvision.datasets.ImageFolder(split_dir)`` would.
+
+    ``extensions``: the file endings that count (torchvision's image extensions; ``.npy``
+    for ``data.format: numpy``, the same tree of class folders holding arrays).
 
     Raises :class:`DatasetError` naming the folder when it is missing, holds no class folders,
     or a class folder holds no image.
@@ -38,7 +42,7 @@ def list_image_folder(split_dir: Path, *, key: str = "data.root") -> SplitListin
         count = 0
         for folder, _, names in sorted(os.walk(split_dir / name, followlinks=True)):
             for fname in sorted(names):
-                if fname.lower().endswith(IMAGE_EXTENSIONS):
+                if fname.lower().endswith(extensions):
                     path = Path(folder) / fname
                     files.append(path)
                     labels.append(label)
@@ -48,8 +52,9 @@ def list_image_folder(split_dir: Path, *, key: str = "data.root") -> SplitListin
             empty.append(name)
     if empty:
         raise DatasetError(
-            f"{key}: class folder(s) {', '.join(empty)} in {split_dir} hold no image "
-            f"(expected files ending in {', '.join(IMAGE_EXTENSIONS)})"
+            f"{key}: class folder(s) {', '.join(empty)} in {split_dir} hold no "
+            f"{'image' if extensions == IMAGE_EXTENSIONS else 'array'} "
+            f"(expected files ending in {', '.join(extensions)})"
         )
     return SplitListing(root=split_dir, classes=tuple(classes), files=tuple(files),
                         labels=tuple(labels), sizes=tuple(sizes))

@@ -17,6 +17,7 @@ from pathlib import Path
 from dalinorm.config import Config
 from dalinorm.data.file_list import list_file_list
 from dalinorm.data.imagefolder import list_image_folder
+from dalinorm.data.arrays import ARRAY_EXTENSIONS
 from dalinorm.data.listing import SplitListing
 from dalinorm.data.packs import read_pack
 from dalinorm.errors import DatasetError
@@ -41,6 +42,8 @@ def list_split(cfg: Config, split: str) -> SplitListing:
         return list_file_list(cfg.split_dir(split), cfg.data.root, key=key)
     if cfg.data.format == "webdataset":
         return read_pack(cfg.split_dir(split), key=key)
+    if cfg.data.format == "numpy":
+        return list_image_folder(cfg.split_dir(split), key=key, extensions=ARRAY_EXTENSIONS)
     return list_image_folder(cfg.split_dir(split), key=key)
 
 

@@ -13,7 +13,9 @@ import os
 from typing import Any
 
 from dalinorm.config import Config
+from dalinorm.data.arrays import array_full_scale
 from dalinorm.data.listing import ImageSource
+from dalinorm.pipelines.arrays import spread_channels
 from dalinorm.pipelines.normalize import per_image_std_floor
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.normalization import resolve_normalization
@@ -75,6 +77,47 @@ class ClipChannels:
         low = torch.tensor(self.low, dtype=image.dtype).view(-1, 1, 1)
         high = torch.tensor(self.high, dtype=image.dtype).view(-1, 1, 1)
         return torch.clamp(image, low, high)
+
+
+class LoadArray:
+    """``data.format: numpy``: a ``.npy`` file → float32 [C, H, W] tensor on the [0, 1] scale
+    (x / 255 for uint8, x / 65535 for uint16, float32 as stored), read with ``np.load``
+    independently of DALI (picklable for workers)."""
+
+    def __init__(self, layout: str, dtype: str) -> None:
+        self.layout, self.dtype = layout, dtype
+
+    def __call__(self, source):
+        import numpy as np
+        import torch
+
+        path = source.path if isinstance(source, ImageSource) else str(source)
+        array = np.load(path, allow_pickle=False)
+        if self.layout == "HWC":
+            array = array.transpose(2, 0, 1)
+        scaled = array.astype(np.float64) / array_full_scale(self.dtype)  # exact, then one rounding
+        return torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
+
+
+def reference_array_transform(cfg: Config, split: str):
+    """torchvision's transform for arrays: float [C, H, W] tensor → normalized tensor, the
+    same recipe as :func:`reference_transform` with C-length mean/std."""
+    from torchvision.transforms import v2
+
+    norm = resolve_normalization(cfg)
+    if split == "train":
+        geometry = [
+            v2.RandomResizedCrop(cfg.train.size, scale=cfg.train.scale, ratio=cfg.train.ratio,
+                                 antialias=True),
+            v2.RandomHorizontalFlip(cfg.train.hflip),
+        ]
+    else:
+        geometry = [v2.Resize(cfg.eval.resize_shorter, antialias=True), v2.CenterCrop(cfg.eval.crop)]
+    channels = cfg.data.channels
+    normalize = (PerImageStandardize() if norm.per_image
+                 else v2.Normalize(mean=spread_channels(norm.mean, channels),
+                                   std=spread_channels(norm.std, channels)))
+    return v2.Compose([*geometry, normalize])
 
 
 def reference_transform(cfg: Config, split: str):
@@ -160,7 +203,11 @@ def reference_loader(
 
     # the same files as DaliLoader: same errors, and data.on_bad_file: skip honoured
     listing, _ = usable_listing(cfg, split)
-    transform, load = reference_transform(cfg, split), open_rgb(cfg.data.exif == "apply")
+    if cfg.data.format == "numpy":
+        transform = reference_array_transform(cfg, split)
+        load = LoadArray(cfg.data.layout, cfg.data.dtype)
+    else:
+        transform, load = reference_transform(cfg, split), open_rgb(cfg.data.exif == "apply")
     if cfg.data.format == "imagefolder":
         usable = {str(f) for f in listing.files}
         dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform, loader=load,

@@ -5,6 +5,11 @@ reductions; one definition for both devices (:mod:`dalinorm.pipelines.specs`).""
 from __future__ import annotations
 
 from dalinorm.config import Config
+from dalinorm.pipelines.arrays import (
+    build_array_decode_pipeline,
+    build_array_eval_pipeline,
+    build_array_train_pipeline,
+)
 from dalinorm.pipelines.normalize import Normalization, dali_mean_std, normalize_images
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
@@ -28,6 +33,8 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
     reader carries leftover samples into the next epoch and shards overlap; see docs). A pack:
     this rank's tars through a shuffle buffer (``data.shuffle_buffer``) seeded per rank.
     """
+    if cfg.data.format == "numpy":
+        return build_array_train_pipeline(cfg, spec, normalization)
     fn, types, _ = import_dali()
     pipe = new_pipeline(cfg, spec)
     with pipe:
@@ -83,6 +90,8 @@ def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool, normal
 
 def build_decode_pipeline(cfg: Config, spec: GraphSpec):
     """Read and decode only (uint8 RGB, the images as stored): the decode floor of ``bench``."""
+    if cfg.data.format == "numpy":
+        return build_array_decode_pipeline(cfg, spec)
     pipe = new_pipeline(cfg, spec)
     with pipe:
         images, _ = decode_in_order(cfg, spec, eval_geometry=False)
@@ -92,6 +101,8 @@ def build_decode_pipeline(cfg: Config, spec: GraphSpec):
 
 def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
     """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
+    if cfg.data.format == "numpy":
+        return build_array_eval_pipeline(cfg, spec, normalization)
     pipe = new_pipeline(cfg, spec)
     with pipe:
         fused = cfg.output.dtype == "float32" and normalization.fusable

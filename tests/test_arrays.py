@@ -1,0 +1,185 @@
+"""Arrays as data (``data.format: numpy``): listing, the train and eval graphs for C channels of
+uint8/uint16/float32, parity with np.load + torchvision.transforms.v2, and check-data.
+
+Arrays are textured (waves shifted per channel, plus grain), so a crop, a flip, a transpose or
+a swapped channel changes the output; sizes are mixed (portrait, landscape, square, smaller
+than the eval resize so it upscales).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from dalinorm.commands.parity import array_tolerance_for
+from dalinorm.config import ConfigError, config_from_dict
+from dalinorm.data.splits import list_split
+from dalinorm.errors import DatasetError
+from dalinorm.integration.loader import DaliLoader
+from dalinorm.integration.reference import reference_loader
+from testkit import DEVICES
+
+CHANNELS = 8
+SIZES = [(40, 50), (33, 61), (70, 45), (37, 37), (21, 26)]  # (H, W); 21 < resize 30: upscaled
+MEAN = [0.3 + 0.05 * c for c in range(CHANNELS)]
+STD = [0.15 + 0.01 * c for c in range(CHANNELS)]
+
+
+def textured_array(h: int, w: int, dtype: str, rng: np.random.Generator) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    bands = [(np.sin(x / (2.0 + c) + c) * np.cos(y / (3.0 + c / 2)) + 1) / 2 for c in range(CHANNELS)]
+    a = np.stack(bands, -1) * 0.9 + rng.random((h, w, CHANNELS)) * 0.1
+    if dtype == "uint8":
+        return np.round(a * 255).astype(np.uint8)
+    if dtype == "uint16":
+        return np.round(a * 65535).astype(np.uint16)
+    return (a * 3.0 - 1.0).astype(np.float32)  # float data in its own unit, not [0, 1]
+
+
+def write_array_tree(root: Path, dtype: str, layout: str = "HWC", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for cls in ("forest", "water"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i, (h, w) in enumerate(SIZES):
+                a = textured_array(h, w, dtype, rng)
+                np.save(folder / f"tile_{i}.npy", a if layout == "HWC" else a.transpose(2, 0, 1))
+        (root / split / "forest" / "notes.txt").write_text("not an array")
+    return root
+
+
+def array_config(root: Path, dtype: str, layout: str = "HWC", **extra):
+    raw = {
+        "data": {"root": str(root), "format": "numpy", "layout": layout, "channels": CHANNELS,
+                 "dtype": dtype},
+        "loader": {"batch_size": 4, "num_threads": 1, "device": "cpu", "drop_last": False, "seed": 3},
+        "train": {"size": 24},
+        "eval": {"resize_shorter": 30, "crop": 28},
+        "normalize": {"source": "values", "mean": MEAN, "std": STD},
+    }
+    for section, values in extra.items():
+        raw.setdefault(section, {}).update(values)
+    return config_from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def uint16_tree(tmp_path_factory) -> Path:
+    return write_array_tree(tmp_path_factory.mktemp("u16"), "uint16")
+
+
+def test_listing_is_imagefolder_order_of_npy_files(uint16_tree):
+    listing = list_split(array_config(uint16_tree, "uint16"), "train")
+    assert listing.classes == ("forest", "water")
+    assert [f.name for f in listing.files[:2]] == ["tile_0.npy", "tile_1.npy"]  # notes.txt not listed
+    assert listing.labels == (0,) * len(SIZES) + (1,) * len(SIZES)
+    assert listing.fingerprint().startswith("sha256:")
+
+
+def test_layout_is_for_arrays_only():
+    with pytest.raises(ConfigError, match=r"data.layout: is for arrays only"):
+        config_from_dict({"data": {"layout": "CHW"}})
+    with pytest.raises(ConfigError, match=r"data.layout: must be one of HWC\|CHW"):
+        config_from_dict({"data": {"format": "numpy", "layout": "WHC"}})
+
+
+def assert_array_parity(dali: torch.Tensor, ref: torch.Tensor, device: str, dtype: str) -> None:
+    """|DALI − reference| back on the data's scale ([0, 1], or float32 as stored: the
+    normalized difference times each channel's std) within the table's bounds: float rounding
+    inside, 1/8 of the value range on the outermost rows and columns (commands/parity.py)."""
+    tol = array_tolerance_for(device, dtype)
+    diff = (dali.cpu() - ref).abs() * torch.tensor(STD).view(1, -1, 1, 1)
+    assert float(diff[..., 1:-1, 1:-1].max()) <= tol.max_abs, tol.why
+    value_range = 3.0 if dtype == "float32" else 1.0  # textured_array's float data spans [-1, 2]
+    assert float(diff.max()) <= tol.edge_fraction * value_range
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype,layout", [("uint8", "CHW"), ("uint16", "HWC"), ("float32", "CHW")])
+def test_eval_matches_numpy_and_torchvision(tmp_path, device, dtype, layout):
+    root = write_array_tree(tmp_path, dtype, layout)
+    cfg = array_config(root, dtype, layout, loader={"device": device})
+    dali = DaliLoader(cfg, "val")
+    ref = reference_loader(cfg, "val", num_workers=0)
+    seen = 0
+    for (a, la), (b, lb) in zip(dali, ref):
+        a = a.cpu()
+        assert a.shape == b.shape == (len(la), CHANNELS, 28, 28)
+        assert torch.equal(la.cpu(), lb)
+        assert_array_parity(a, b, device, dtype)
+        seen += len(la)
+    assert seen == 2 * len(SIZES)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_shapes_labels_and_flip(uint16_tree, device):
+    cfg = array_config(uint16_tree, "uint16", loader={"device": device, "drop_last": True})
+    loader = DaliLoader(cfg, "train")
+    labels = []
+    for images, batch_labels in loader:
+        assert images.shape == (4, CHANNELS, 24, 24) and images.dtype == torch.float32
+        assert torch.isfinite(images).all()
+        labels += batch_labels.tolist()
+    assert len(labels) == 8 and set(labels) <= {0, 1}
+
+
+@pytest.mark.parametrize("hflip", [0.0, 1.0])
+def test_train_fallback_window_is_torchvision(tmp_path, hflip):
+    """scale (1, 1) with ratio (1, 1) fits no window in a non-square array (the area needs a
+    side longer than the short one), so torchvision falls back to the centered square of the
+    short side: deterministic, so DALI's train output must equal torchvision's."""
+    root = write_array_tree(tmp_path, "uint16")
+    cfg = array_config(root, "uint16", train={"scale": [1.0, 1.0], "ratio": [1.0, 1.0], "hflip": hflip},
+                       loader={"batch_size": 1})
+    from dalinorm.integration.reference import LoadArray, reference_array_transform
+
+    listing = list_split(cfg, "train")
+    load, transform = LoadArray("HWC", "uint16"), reference_array_transform(cfg, "train")
+    refs = [transform(load(f)) for f in listing.files]
+    outputs = [images[0] for images, _ in DaliLoader(cfg, "train")]
+    assert len(outputs) == len(refs)
+    # the train order is shuffled: every DALI output equals one reference output (the
+    # nearest), within the parity bounds; the square touches the array's edges
+    std = torch.tensor(STD).view(-1, 1, 1)
+    for out in outputs:
+        nearest = min(refs, key=lambda r: float(((out - r).abs() * std)[:, 1:-1, 1:-1].max()))
+        assert_array_parity(out[None], nearest[None], "cpu", "uint16")
+
+
+def test_crop_window_distribution_is_torchvision():
+    """Window areas and aspect ratios drawn in the graph against torchvision's
+    RandomResizedCrop.get_params on the same image size, 2,048 draws each: the means of the
+    area fraction, of log(aspect) and of "wider than high" agree within 4 standard errors
+    (≈0.01, ≈0.02, ≈0.06; an aspect drawn uniformly instead of log-uniformly is 6 off)."""
+    from nvidia.dali import fn, pipeline_def, types
+    from torchvision.transforms import v2
+
+    from dalinorm.pipelines.arrays import torchvision_crop_window
+
+    scale, ratio, H, W = (0.08, 1.0), (3 / 4, 4 / 3), 90, 120
+
+    @pipeline_def(batch_size=256, num_threads=1, device_id=None, seed=5)
+    def windows():
+        shape = fn.constant(idata=[H, W, 3], dtype=types.INT32)
+        return torchvision_crop_window(shape, scale, ratio)
+
+    pipe = windows()
+    pipe.build()
+    got = []
+    for _ in range(8):
+        top, left, h, w = (np.array(o.as_tensor()).reshape(-1) for o in pipe.run())
+        assert (top >= 0).all() and (left >= 0).all() and (top + h <= H).all() and (left + w <= W).all()
+        got.append(np.stack([h, w], 1))
+    got = np.concatenate(got)
+    torch.manual_seed(0)
+    image = torch.zeros(3, H, W)
+    ref = np.array([v2.RandomResizedCrop.get_params(image, list(scale), list(ratio))[2:]
+                    for _ in range(len(got))], dtype=np.float64)
+    area = [s[:, 0] * s[:, 1] / (H * W) for s in (got, ref)]
+    log_aspect = [np.log(s[:, 1] / s[:, 0]) for s in (got, ref)]
+    wider = [(s[:, 1] > s[:, 0]).astype(np.float64) for s in (got, ref)]  # log-uniform: ≈ 1/2
+    for a, b in (area, log_aspect, wider):
+        se = np.sqrt(a.var() / len(a) + b.var() / len(b))
+        assert abs(a.mean() - b.mean()) < 4 * se, (a.mean(), b.mean(), se)
