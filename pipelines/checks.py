@@ -213,10 +213,37 @@ def _decode_reason(source, err: Exception) -> str:
     return "cannot be decoded by DALI: " + last_dali_line(err)
 
 
+def _check_arrays(names: list[Path], sources: list, cfg: Config, *, progress: bool,
+                  desc: str) -> list[BadFile]:
+    """``data.format: numpy``: every array that is not of the declared kind (its header
+    against data.dtype, data.channels and data.layout; float32 values all finite), with the
+    reason naming what was found and what was expected. No DALI stage: the header check is
+    what DALI's numpy decoder itself checks."""
+    from dalinorm.data.arrays import array_problem
+
+    data = cfg.data
+    bar = progress_bar(len(sources), unit="file", desc=desc, enabled=progress)
+
+    def problem(source):
+        return array_problem(source.path, dtype=data.dtype, channels=data.channels,
+                             layout=data.layout, max_pixels=data.max_pixels)
+
+    bad = []
+    with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:
+        for name, reason in zip(names, pool.map(problem, sources, chunksize=64)):
+            if reason:
+                bad.append(BadFile(name, reason))
+            bar.update(1)
+    bar.close()
+    return bad
+
+
 def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, desc: str,
            where=None) -> list[BadFile]:
     """Every unusable image among ``sources`` (reported under ``names``, and ``where(i)`` if
     given), with its reason."""
+    if cfg.data.format == "numpy":
+        return _check_arrays(names, sources, cfg, progress=progress, desc=desc)
     bar = progress_bar(len(sources) * 2, unit="step", desc=desc, enabled=progress)
     bad: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:

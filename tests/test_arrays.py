@@ -183,3 +183,44 @@ def test_crop_window_distribution_is_torchvision():
     for a, b in (area, log_aspect, wider):
         se = np.sqrt(a.var() / len(a) + b.var() / len(b))
         assert abs(a.mean() - b.mean()) < 4 * se, (a.mean(), b.mean(), se)
+
+
+def test_check_data_names_what_was_found_and_expected(tmp_path):
+    root = write_array_tree(tmp_path, "float32")
+    bad_dir = root / "train" / "water"
+    (bad_dir / "junk.npy").write_bytes(b"\x00\x01 not numpy at all")
+    np.save(bad_dir / "ints.npy", np.zeros((8, 8, CHANNELS), np.uint16))
+    np.save(bad_dir / "flat.npy", np.zeros((8, 8), np.float32))
+    np.save(bad_dir / "rgba.npy", np.zeros((8, 8, 4), np.float32))
+    nan = np.zeros((8, 8, CHANNELS), np.float32)
+    nan[0, 0, 0], nan[1, 1, 1], nan[2, 2, 2] = np.nan, np.inf, -np.inf
+    np.save(bad_dir / "nan.npy", nan)
+    np.save(bad_dir / "short.npy", np.zeros((8, 8, CHANNELS), np.float32))
+    with open(bad_dir / "short.npy", "r+b") as handle:
+        handle.truncate(200)
+    from dalinorm.pipelines.checks import check_split
+
+    cfg = array_config(root, "float32")
+    reasons = {b.path.name: b.reason for b in check_split(cfg, "train").bad}
+    assert set(reasons) == {"junk.npy", "ints.npy", "flat.npy", "rgba.npy", "nan.npy", "short.npy"}
+    assert reasons["junk.npy"] == "not a .npy file (no NumPy magic string)"
+    assert reasons["ints.npy"] == "dtype <u2 (uint16), expected float32 (data.dtype, little-endian)"
+    assert reasons["flat.npy"] == "2-D array of shape [8, 8], expected 3-D HWC (data.layout)"
+    assert reasons["rgba.npy"] == "4 channels (shape [8, 8, 4] as HWC), expected 8 (data.channels)"
+    assert reasons["nan.npy"].startswith("float32 array holds 1 NaN and 2 infinite values")
+    assert reasons["short.npy"].startswith("truncated: 200 bytes, the header promises")
+    # CHW declared: the channel axis is the first one
+    chw = array_config(root, "float32", "CHW")
+    assert {b.reason for b in check_split(chw, "val").bad} == {
+        f"{h} channels (shape [{h}, {w}, 8] as CHW), expected 8 (data.channels)"
+        for h, w in SIZES}
+
+
+def test_bad_array_is_skipped_with_on_bad_file_skip(tmp_path):
+    root = write_array_tree(tmp_path, "uint16")
+    np.save(root / "train" / "water" / "eight_bit.npy", np.zeros((9, 9, CHANNELS), np.uint8))
+    cfg = array_config(root, "uint16", data={"on_bad_file": "skip"}, loader={"drop_last": True})
+    loader = DaliLoader(cfg, "train")
+    assert loader.skipped_files == 1 and len(loader.listing) == 2 * len(SIZES)
+    with pytest.raises(DatasetError):
+        list_split(array_config(tmp_path / "nowhere", "uint16"), "train")
