@@ -80,6 +80,8 @@ def checked_list_cache(cfg: Config, split: str, listing: SplitListing) -> tuple[
     root = cfg.data.root.resolve()
     key = (f"# key: split {split_dir.name} fingerprint {listing.fingerprint()} "
            f"max_pixels {cfg.data.max_pixels} exif {cfg.data.exif}")
+    if cfg.data.format == "numpy":  # what makes an array bad: its declared kind
+        key += f" arrays {cfg.data.dtype} {cfg.data.channels} {cfg.data.layout}"
     name = f"checked-{split_dir.name}-{hashlib.sha256(str(split_dir).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}.txt"
     split_dirs = {cfg.split_dir(s).resolve() for s in ("train", "val")}
     if root not in split_dirs and _writable(root / CACHE_DIR_NAME):

@@ -135,7 +135,8 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
     pipe = new_pipeline(cfg, spec)
     with pipe:
         images, _ = decode_in_order(cfg, spec, eval_geometry=cfg.stats.resolution == "eval")
-        outputs = reduce_images(images, reducer)
+        outputs = reduce_images(images, reducer,
+                                background=cfg.stats.background_levels(cfg.data.channels))
         if with_images:
             outputs.append(images)
         pipe.set_outputs(*outputs)

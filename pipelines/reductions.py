@@ -14,6 +14,12 @@ squared there (65,535² does not fit the table's float32 values exactly, and Σx
 pixels passes 2**32 within one image), summed in uint64: exact below 4·10⁹ pixels per image.
 On the GPU these cost nothing next to nvJPEG, so the GPU path uses them; it is also the
 fallback without numba.
+
+``stats.background`` (foreground statistics): either reducer adds one more output per image,
+the number of pixels whose every channel equals the background value (stock operators: a
+per-channel comparison, its minimum over the channels, a uint64 sum). Those pixels all hold
+the same known value, so taking them out of the counts, sums and histograms is exact integer
+subtraction on the host (:mod:`dalinorm.stats.foreground`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import numpy as np
 from dalinorm.errors import ConfigError, MissingDependencyError
 
 
-__all__ = ["bins_of", "choose_reducer", "per_image_sums", "reduce_images"]
+__all__ = ["background_pixels", "bins_of", "choose_reducer", "per_image_sums", "reduce_images"]
 
 _SQUARES = [float(v * v) for v in range(256)]  # ≤ 65025: exact in the table's float values
 
@@ -74,13 +80,16 @@ def choose_reducer(requested: str, on_gpu: bool) -> str:
     return requested
 
 
-def reduce_images(images, reducer: str, *, channels: int = 3, dtype: str = "uint8") -> list:
+def reduce_images(images, reducer: str, *, channels: int = 3, dtype: str = "uint8",
+                  background: tuple[int, ...] | None = None) -> list:
     """Small graph outputs per HWC image of ``channels`` channels of ``dtype`` (uint8 or
     uint16): ``histogram``: [uint32 [C, bins] pixel counts]; ``sums``: [Σx uint64 [C],
-    Σx² uint64 [C], shape int64 [3]]."""
+    Σx² uint64 [C], shape int64 [3]]; with ``background`` (one level per channel) a last
+    output, the uint64 count of pixels equal to it in every channel."""
     from nvidia.dali import fn, types
 
     flat = fn.reshape(images, shape=[-1, channels])  # one reduction axis: faster on DALI's CPU
+    extra = [] if background is None else [background_pixels(flat, background, dtype)]
     bins = bins_of(dtype)
     if reducer == "histogram":
         from nvidia.dali.plugin.numba import NumbaFunction
@@ -91,7 +100,7 @@ def reduce_images(images, reducer: str, *, channels: int = 3, dtype: str = "uint
         op = numba_operator(("histogram", dtype), lambda: NumbaFunction(
             run_fn=_histogram_run, setup_fn=_histogram_setup_for(bins), out_types=[types.UINT32],
             in_types=[in_type], outs_ndim=[2], ins_ndim=[2], batch_processing=False))
-        return [op(flat)]
+        return [op(flat)] + extra
     sums = fn.reductions.sum(flat, axes=[0], dtype=types.UINT64)
     if dtype == "uint16":
         wide = fn.cast(flat, dtype=types.UINT64)
@@ -99,7 +108,19 @@ def reduce_images(images, reducer: str, *, channels: int = 3, dtype: str = "uint
     else:
         squares = fn.lookup_table(flat, keys=list(range(256)), values=_SQUARES, dtype=types.UINT16)
     squares = fn.reductions.sum(squares, axes=[0], dtype=types.UINT64)
-    return [sums, squares, images.shape(dtype=types.INT64)]
+    return [sums, squares, images.shape(dtype=types.INT64)] + extra
+
+
+def background_pixels(flat, background: tuple[int, ...], dtype: str):
+    """uint64 count of the rows of ``flat`` ([pixels, C]) equal to ``background`` in every
+    channel: the joint mask, not a per-channel one (a black pixel of one channel inside a
+    coloured region is foreground)."""
+    from nvidia.dali import fn, types
+
+    value = types.Constant(np.array(background, np.uint16 if dtype == "uint16" else np.uint8))
+    equal = fn.cast(flat == value, dtype=types.UINT8)
+    joint = fn.reductions.min(equal, axes=[1])  # 1 where every channel is background
+    return fn.reductions.sum(joint, dtype=types.UINT64)
 
 
 def per_image_sums(reduced: list[np.ndarray], reducer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

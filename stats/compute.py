@@ -28,6 +28,7 @@ from dalinorm.pipelines.usable import usable_listing
 from dalinorm.progress import progress_bar
 from dalinorm.pipelines.kinds import full_scale_of
 from dalinorm.stats.file import DatasetStats, percentile_key
+from dalinorm.stats.arrays import ArrayBlockReducer, with_float_bound
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ def reduce_split(
     progress: bool = False,
 ) -> tuple[MomentsAccumulator, str]:
     """Moments of this rank's block of ``listing``; returns (accumulator, decoder device)."""
-    reducer = RankBlockReducer(cfg, listing, rank=rank, world_size=world_size, histogram=histogram)
+    block = ArrayBlockReducer if cfg.data.format == "numpy" else RankBlockReducer
+    reducer = block(cfg, listing, rank=rank, world_size=world_size, histogram=histogram)
     return reducer.reduce(progress=progress), reducer.decoder_device
 
 
@@ -149,7 +151,7 @@ def _all_reduce(acc: MomentsAccumulator) -> MomentsAccumulator:
 
     gathered: list[MomentsAccumulator | None] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, acc)
-    total = MomentsAccumulator(channels=acc.channels)
+    total = type(acc)(channels=acc.channels)  # integer moments, or float32 arrays' float ones
     for part in gathered:
         total.merge(part)
     return total
@@ -189,6 +191,7 @@ def compute_stats(
         if dist.is_available() and dist.is_initialized():
             acc = _all_reduce(acc)
     stats = stats_from_moments(cfg, acc, listing=listing, split=split_name, decoder_device=device)
+    stats = with_float_bound(stats, acc)  # float32 arrays: the sums' error bound, in the file
     return dataclasses.replace(stats, skipped_files=skipped)
 
 

@@ -86,6 +86,10 @@ class DatasetStats:
     dtype: str = "uint8"
     channels: int = 3
     bit_depth: int = 8
+    # stats.background: the level per channel whose pixels (equal in every channel) were left
+    # out (foreground statistics), None for all pixels; images that were all background
+    background: tuple[int, ...] | None = None
+    background_images: int = 0
     # the file list the fingerprint covers, written next to the stats file (not a YAML key)
     file_list: str = field(default="", repr=False, compare=False)
 
@@ -107,9 +111,11 @@ class DatasetStats:
             num_images=self.num_images,
             num_pixels=self.num_pixels,
             skipped_files=self.skipped_files,
+            background_images=self.background_images,
             min=list(self.min) if self.min is not None else None,
             max=list(self.max) if self.max is not None else None,
-            options={"resolution": self.resolution, "weighting": self.weighting, "exif": self.exif},
+            options={"resolution": self.resolution, "weighting": self.weighting, "exif": self.exif,
+                     "background": list(self.background) if self.background is not None else None},
             decoder={"device": self.decoder_device, "dali_version": self.dali_version},
             fingerprint=self.fingerprint,
             created=self.created,
@@ -227,11 +233,26 @@ def read_stats_file(path: Path) -> DatasetStats:
         max=tuple(tree["max"]) if tree.get("max") is not None else None,
         histogram=(tuple(tuple(histogram[c]) for c in channel_names(channels)) if histogram else None),
         skipped_files=int(tree.get("skipped_files", 0) or 0),
+        background=_background(options, path, channels),
+        background_images=int(tree.get("background_images", 0) or 0),
         percentiles=_percentiles(tree, path, channels),
         dtype=sample_dtype,
         channels=channels,
         bit_depth=bit_depth,
     )
+
+
+def _background(options: dict, path: Path, channels: int) -> tuple[int, ...] | None:
+    """``options.background``: null (every pixel counted; also files written before it
+    existed) or one integer level per channel."""
+    value = options.get("background")
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == channels
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise StatsFileError(f"{path}: 'options.background' must be null or {channels} integer "
+                             f"levels, got {value!r}")
+    return tuple(value)
 
 
 def _percentiles(tree: dict, path: Path, channels: int = 3) -> dict[str, tuple[int, ...]] | None:

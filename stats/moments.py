@@ -93,6 +93,8 @@ class MomentsAccumulator:
     histogram: np.ndarray | None = None  # int64 [C, bins], when histograms are taken
     _per_image: _ChanState = field(default_factory=_ChanState)
     channels: int = CHANNELS
+    # stats.background: images with no foreground pixel, left out of everything above
+    background_images: int = 0
 
     def __post_init__(self) -> None:
         self.sums = self.sums or [0] * self.channels
@@ -139,6 +141,7 @@ class MomentsAccumulator:
         elif other.num_images and other.channels != self.channels:  # a bug in the caller
             raise ValueError(f"cannot merge moments of {other.channels} channels into {self.channels}")
         self.num_images += other.num_images
+        self.background_images += other.background_images
         self.num_pixels += other.num_pixels
         self.sums = [a + b for a, b in zip(self.sums, other.sums)]
         self.squares = [a + b for a, b in zip(self.squares, other.squares)]

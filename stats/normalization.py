@@ -72,6 +72,13 @@ def load_stats_for_config(cfg: Config, *, check_fingerprint: bool = True) -> Dat
     """
     path = cfg.normalize.stats_file
     stats = read_stats_file(path)
+    wanted = cfg.stats.background_levels(cfg.data.channels)
+    if stats.background != wanted:  # foreground statistics where all pixels were asked, or back
+        def name(levels):
+            return "every pixel" if levels is None else f"foreground (background {list(levels)})"
+        raise StatsFileError(
+            f"normalize.stats_file: {path} holds statistics of {name(stats.background)}, but "
+            f"stats.background asks for {name(wanted)}; recompute it with `dalinorm stats`")
     if not check_fingerprint:
         return stats
     listing, _ = usable_listing(cfg, "train")

@@ -8,6 +8,7 @@ than the eval resize so it upscales).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,84 @@ def test_bad_array_is_skipped_with_on_bad_file_skip(tmp_path):
     assert loader.skipped_files == 1 and len(loader.listing) == 2 * len(SIZES)
     with pytest.raises(DatasetError):
         list_split(array_config(tmp_path / "nowhere", "uint16"), "train")
+
+
+def _train_pixels(root: Path, dtype: str) -> list[np.ndarray]:
+    """Every training array as [pixels, C], read with np.load (independently of DALI)."""
+    files = sorted((root / "train").glob("*/*.npy"))
+    return [np.load(f).reshape(-1, CHANNELS) for f in files]
+
+
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_uint16_statistics_are_exact(tmp_path, layout):
+    from dalinorm.stats.compute import compute_stats
+
+    root = write_array_tree(tmp_path, "uint16", layout)
+    cfg = array_config(root, "uint16", layout, loader={"batch_size": 3})
+    stats = compute_stats(cfg)
+    files = sorted((root / "train").glob("*/*.npy"))
+    arrays = [np.load(f) for f in files]
+    pixels = np.concatenate([(a.transpose(1, 2, 0) if layout == "CHW" else a).reshape(-1, CHANNELS)
+                             for a in arrays]).astype(np.int64)
+    assert stats.num_images == len(files) and stats.num_pixels == len(pixels)
+    # integer sums: exact, compared as Python ints
+    assert stats.sums["sum"] == [int(v) for v in pixels.sum(0)]
+    assert stats.sums["sum_squares"] == [int(v) for v in (pixels * pixels).sum(0)]
+    x = pixels.astype(np.float64) / 65535
+    # mean/std each rounded once from exact integers; float64 numpy on x/65535 rounds a few
+    # times along the way: 1e-12 relative is far above both and far below any real error
+    np.testing.assert_allclose(stats.mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, x.std(0), rtol=1e-12)
+    assert list(stats.min) == pixels.min(0).tolist() and list(stats.max) == pixels.max(0).tolist()
+    for key, percent in (("p0.5", 0.5), ("p50", 50), ("p99.5", 99.5)):
+        expected = np.percentile(pixels, percent, axis=0, method="inverted_cdf")
+        assert list(stats.percentiles[key]) == expected.astype(int).tolist()
+
+
+def test_float32_statistics_within_the_stated_bound(tmp_path):
+    from dalinorm.stats.compute import compute_stats
+    from dalinorm.stats.file import read_stats_file, write_stats_file
+
+    root = write_array_tree(tmp_path, "float32")
+    cfg = array_config(root, "float32", loader={"batch_size": 3})
+    stats = compute_stats(cfg)
+    pixels = np.concatenate(_train_pixels(root, "float32")).astype(np.float64)
+    # the reference: correctly rounded sums (math.fsum is exact before its one rounding)
+    exact_sum = np.array([math.fsum(pixels[:, c]) for c in range(CHANNELS)])
+    exact_sq = np.array([math.fsum(pixels[:, c] ** 2) for c in range(CHANNELS)])
+    bound = stats.sums["error_bound"]
+    assert (np.abs(np.array(stats.sums["sum"]) - exact_sum) <= bound["sum"]).all()
+    assert (np.abs(np.array(stats.sums["sum_squares"]) - exact_sq) <= bound["sum_squares"]).all()
+    # the bound is a useful one: under 1e-12 of the sums of magnitudes at this size
+    assert (np.array(bound["sum"]) < 1e-12 * np.abs(pixels).sum(0)).all()
+    n = len(pixels)
+    mean, var = exact_sum / n, exact_sq / n - (exact_sum / n) ** 2
+    assert (np.abs(np.array(stats.mean) - mean) <= bound["mean"]).all()
+    assert (np.abs(np.array(stats.std) ** 2 - var) <= np.array(bound["variance"]) + 1e-15).all()
+    np.testing.assert_allclose(stats.std, pixels.std(0), rtol=1e-12)
+    assert list(stats.min) == pixels.min(0).tolist() and stats.percentiles is None
+    path = tmp_path / "stats.yaml"
+    write_stats_file(path, stats)
+    back = read_stats_file(path)
+    assert back.sums["error_bound"] == bound and "Neumaier" in back.sums["summation"]
+    assert back.mean == stats.mean
+
+
+def test_float32_percentiles_are_refused_with_a_reason(tmp_path):
+    from dalinorm.errors import UsageError
+    from dalinorm.stats.compute import compute_stats
+
+    root = write_array_tree(tmp_path, "float32")
+    with pytest.raises(UsageError, match="no finite set of levels"):
+        compute_stats(array_config(root, "float32"), histogram=True)
+
+
+def test_neumaier_sum_recovers_what_naive_summation_loses():
+    from dalinorm.stats.arrays import NeumaierSum
+
+    acc = NeumaierSum.zeros(1)
+    naive = 0.0
+    for v in [1e16, 1.0, -1e16, 1.0] * 1000:
+        acc.add(np.array([v]))
+        naive += v
+    assert acc.value()[0] == 2000.0 and naive != 2000.0
