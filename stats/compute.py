@@ -18,7 +18,7 @@ import numpy as np
 
 from dalinorm.config import Config
 from dalinorm.data.listing import SplitListing, fingerprint_of
-from dalinorm.errors import DalinormError
+from dalinorm.errors import ConfigError, DalinormError
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
 from dalinorm.pipelines.graphs import build_stats_pipeline
 from dalinorm.pipelines.reductions import bins_of, choose_reducer, per_image_sums
@@ -28,6 +28,7 @@ from dalinorm.pipelines.usable import usable_listing
 from dalinorm.progress import progress_bar
 from dalinorm.pipelines.kinds import full_scale_of
 from dalinorm.stats.file import DatasetStats, percentile_key
+from dalinorm.stats.foreground import foreground_histogram, foreground_sums
 from dalinorm.stats.arrays import ArrayBlockReducer, with_float_bound
 from dalinorm.stats.moments import MomentsAccumulator, std_from_var
 
@@ -75,6 +76,8 @@ class RankBlockReducer:
         self.decoder_device = "cpu" if self.device_id is None else "gpu"
         self.reducer = choose_reducer(cfg.stats.reducer, on_gpu=self.device_id is not None)
         self._reduced_outputs = 1 if self.reducer == "histogram" else 3
+        # stats.background: the graph's last reduced output counts background pixels
+        self.background = cfg.stats.background_levels(cfg.data.channels)
         self._spec = GraphSpec.for_rank(listing, rank, world_size, device_id=self.device_id,
                                         seed=cfg.loader.seed)
         self._cfg = cfg
@@ -106,12 +109,23 @@ class RankBlockReducer:
                 if real == 0:
                     continue
                 reduced = [_as_numpy(o)[:real] for o in outputs[:self._reduced_outputs]]
-                acc.add_batch(*per_image_sums(reduced, self.reducer))
+                sums = per_image_sums(reduced, self.reducer)
+                histogram = None
                 if self.reducer == "histogram":  # min, max and the histogram come free
-                    acc.add_histogram(reduced[0].sum(axis=0))
+                    histogram = reduced[0].sum(axis=0)
                 elif self.histogram:
-                    acc.add_histogram(_histograms(outputs[-1], real, channels,
-                                                  bins_of(self._cfg.data.dtype)))
+                    histogram = _histograms(outputs[-1], real, channels,
+                                            bins_of(self._cfg.data.dtype))
+                if self.background is not None:
+                    counts = _as_numpy(outputs[self._reduced_outputs])[:real]
+                    *sums, empty = foreground_sums(*sums, counts, self.background)
+                    acc.background_images += empty
+                    if histogram is not None:
+                        histogram = foreground_histogram(histogram, int(counts.sum()),
+                                                         self.background)
+                acc.add_batch(*sums)
+                if histogram is not None:
+                    acc.add_histogram(histogram)
                 bar.update(real)
         finally:
             bar.close()
@@ -199,6 +213,15 @@ def stats_from_moments(
     cfg: Config, acc: MomentsAccumulator, *, listing: SplitListing, split: str, decoder_device: str
 ) -> DatasetStats:
     """Turn merged moments into :class:`DatasetStats` on the [0, 1] scale."""
+    background = cfg.stats.background_levels(cfg.data.channels)
+    if acc.background_images:
+        if acc.num_images == 0:
+            raise ConfigError("stats.background", f"every one of the {acc.background_images} "
+                              f"images of {split} is all background {list(background)}: no "
+                              "foreground pixel to take statistics of")
+        log.warning("stats.background %s: %d of %d images of %s are all background; they add "
+                    "nothing to the statistics (counted as background_images)", list(background),
+                    acc.background_images, acc.background_images + acc.num_images, split)
     if cfg.stats.weighting == "pixel":
         mean, var, g_mean, g_var = acc.pixel_moments()
     else:
@@ -236,6 +259,8 @@ def stats_from_moments(
         dtype=cfg.data.dtype,
         channels=cfg.data.channels,
         bit_depth={"uint8": 8, "uint16": 16, "float32": 32}[cfg.data.dtype],
+        background=background,
+        background_images=acc.background_images,
         file_list=file_list,
     )
 
