@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from dalinorm.config import Config
+from dalinorm.pipelines.kinds import full_scale_of
+from dalinorm.stats.file import channel_names
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,14 @@ _GPU_MAX_LEVELS = 40.0
 _GPU_MEAN_LEVELS = 0.6
 _GPU_WHY = "GPU decode: nvJPEG differs from libjpeg by design; provisional, from H100 figures"
 
+# 16-bit bounds, measured 2026-12-01 (CPU; tests/test_image_kinds.py's data: textured
+# 16-bit grayscale PNG + TIFF and 16-bit RGB PNG, sizes 45–97 px): inside the crop only float32
+# rounding, max 0.0026 level, mean ≤ 4e-5 (resize/crop 40/32, 30/28, 64/48, 100/90); with
+# crop == resize_shorter the window's outermost rows and columns differ by design (DALI
+# repeats the edge pixel, torch renormalizes the taps, as for 8 bits): max 10.7 levels, mean
+# 0.085. Bounds: 1.5× those; a window one pixel off costs hundreds of levels on these images.
+_U16_MAX, _U16_MEAN = 16.0, 0.2
+
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
     # decode bit-identical to PIL, resize = Pillow's own fixed point: only float rounding left
     ("cpu", "pil"): Tolerance(0.0, 0.0, "CPU decode + Pillow's arithmetic: bit-exact", exact=True),
@@ -119,6 +129,14 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("gpu", "pil_dali"): Tolerance(_GPU_MAX_LEVELS, _GPU_MEAN_LEVELS, _GPU_WHY, provisional=True),
     ("gpu", "fast"): Tolerance(_GPU_MAX_LEVELS + 2.0, _GPU_MEAN_LEVELS + 0.25,
                                _GPU_WHY + " + one 2-D DALI resize", provisional=True),
+    # 16-bit data (data.dtype uint16, any loader.resize), in 16-bit levels (1/65535): DALI's
+    # 2-D linear resize in float32 (pipelines/resize.float_resize) vs torchvision's
+    # antialiased bilinear Resize on x/65535 in float32; PNG and TIFF decode exactly on both
+    # sides. Measurements above _U16_MAX.
+    ("cpu", "uint16"): Tolerance(_U16_MAX, _U16_MEAN, "16-bit: DALI's float resize vs "
+                                 "torchvision's float Resize"),
+    ("gpu", "uint16"): Tolerance(_U16_MAX, _U16_MEAN, "16-bit: DALI's float resize on the GPU "
+                                 "vs torchvision's; not measured on a GPU yet", provisional=True),
 }
 
 
@@ -308,10 +326,10 @@ def _reference_outputs(cfg: Config, listing, limit: int):
     bytes inside a pack's tars (a pack's original paths need not exist)."""
     import torch
 
-    from dalinorm.integration.reference import open_rgb, reference_transform
+    from dalinorm.integration.reference import open_image, reference_transform
 
     transform = reference_transform(cfg, "val")
-    load = open_rgb(cfg.data.exif == "apply")
+    load = open_image(cfg)
     for i in range(limit):
         x = transform(load(listing.source(i)))
         if cfg.output.layout == "NHWC":
@@ -339,12 +357,14 @@ def run_eval_parity(cfg: Config, *, split: str = "val", n: int | None = None) ->
     channel_axis = 0 if cfg.output.layout == "NCHW" else 2
     other_axes = tuple(a for a in range(3) if a != channel_axis)
 
-    max_abs = np.zeros(3)
-    sum_abs = np.zeros(3)
+    channels = cfg.data.channels
+    max_abs = np.zeros(channels)
+    sum_abs = np.zeros(channels)
     pixels = 0
     per_image: list[ImageDiff] = []
     mismatches: list[str] = []
-    levels_per_unit = 255.0 * np.asarray(norm.std)
+    # one level: one step of the integer pixel (1/255, or 1/65535 for 16-bit data)
+    levels_per_unit = full_scale_of(cfg.data.dtype) * np.asarray(norm.std)
     reference = _reference_outputs(cfg, listing, limit)
     index = 0
     for batch in dali_batches:
@@ -361,7 +381,7 @@ def run_eval_parity(cfg: Config, *, split: str = "val", n: int | None = None) ->
             diff = np.abs(dali.astype(np.float64) - ref.astype(np.float64))
             max_abs = np.maximum(max_abs, diff.max(axis=other_axes))
             sum_abs += diff.sum(axis=other_axes)
-            pixels += diff.size // 3
+            pixels += diff.size // channels
             levels = np.moveaxis(diff, channel_axis, -1) * levels_per_unit
             per_image.append(ImageDiff(name, float(levels.max()), float(levels.mean()),
                                        dali.shape, ref.shape))
@@ -382,7 +402,8 @@ def run_eval_parity(cfg: Config, *, split: str = "val", n: int | None = None) ->
         std=tuple(norm.std),
         max_abs=tuple(float(v) for v in max_abs),
         mean_abs=tuple(float(v) for v in sum_abs / max(pixels, 1)),
-        tolerance=tolerance_for(device, cfg.loader.resize),
+        tolerance=tolerance_for(device, cfg.loader.resize if cfg.data.dtype == "uint8"
+                                else cfg.data.dtype),
         shape_mismatches=tuple(mismatches),
         worst=tuple(worst[:_WORST]),
         compared_pixels=pixels,
@@ -408,7 +429,8 @@ def format_report(report: ParityReport) -> str:
         f"{report.device}, {report.dtype} {report.layout}, normalization {report.normalization}",
         f"{'channel':<8}{'max_abs':>10}{'mean_abs':>11}{'max_levels':>12}{'mean_levels':>13}",
     ]
-    for name, mx, mn, lmx, lmn in zip("RGB", report.max_abs, report.mean_abs,
+    names = channel_names(len(report.max_abs))
+    for name, mx, mn, lmx, lmn in zip(names, report.max_abs, report.mean_abs,
                                       report.max_levels, report.mean_levels):
         lines.append(f"{name:<8}{mx:>10.5f}{mn:>11.2e}{lmx:>12.3f}{lmn:>13.5f}")
     if tol.exact:

@@ -29,23 +29,35 @@ def is_rank_zero() -> bool:
 
 
 def format_stats_table(stats) -> str:
-    """The summary printed after a stats pass."""
+    """The summary printed after a stats pass: per channel (R, G, B; L for grayscale) on the
+    [0, 1] scale and in levels (0–255, or 0–65535 for 16-bit samples)."""
+    from dalinorm.pipelines.kinds import full_scale_of
+    from dalinorm.stats.file import channel_names
+
+    top = full_scale_of(stats.dtype)
+    unit = f"_{int(top)}"
+    wide = 8 if top > 255 else 6
+    names = channel_names(stats.channels)
     lines = [
         f"split {stats.split}: {stats.num_images} images, {stats.num_pixels:,} pixels per channel "
         f"({stats.resolution} resolution, {stats.weighting} weighting), decoded on {stats.decoder_device}",
-        f"{'channel':<8}{'mean':>10}{'std':>10}{'mean_255':>10}{'std_255':>10}{'min':>6}{'max':>6}",
+        f"samples: {stats.channels} channel{'s' if stats.channels != 1 else ''}, {stats.dtype} "
+        f"({stats.bit_depth}-bit; [0, 1] scale is x/{int(top)})",
+        f"{'channel':<8}{'mean':>10}{'std':>10}{'mean' + unit:>12}{'std' + unit:>12}"
+        f"{'min':>{wide}}{'max':>{wide}}",
     ]
-    lows = stats.min or ("-",) * 3
-    highs = stats.max or ("-",) * 3
-    for name, m, s, lo, hi in zip("RGB", stats.mean, stats.std, lows, highs):
-        lines.append(f"{name:<8}{m:>10.5f}{s:>10.5f}{m * 255:>10.3f}{s * 255:>10.3f}{lo!s:>6}{hi!s:>6}")
+    lows = stats.min or ("-",) * len(names)
+    highs = stats.max or ("-",) * len(names)
+    for name, m, s, lo, hi in zip(names, stats.mean, stats.std, lows, highs):
+        lines.append(f"{name:<8}{m:>10.5f}{s:>10.5f}{m * top:>12.3f}{s * top:>12.3f}"
+                     f"{lo!s:>{wide}}{hi!s:>{wide}}")
     lines.append(f"{'global':<8}{stats.global_mean:>10.5f}{stats.global_std:>10.5f}"
-                 f"{stats.global_mean * 255:>10.3f}{stats.global_std * 255:>10.3f}")
-    if stats.percentiles:  # levels 0-255; pX: the smallest level with >= X% of pixels at or below
+                 f"{stats.global_mean * top:>12.3f}{stats.global_std * top:>12.3f}")
+    if stats.percentiles:  # levels; pX: the smallest level with >= X% of pixels at or below
         keys = list(stats.percentiles)
-        lines.append("percentiles (0-255 levels, numpy's inverted_cdf: smallest level with at "
-                     "least p% of pixels <= it)")
-        lines.append(f"{'channel':<8}" + "".join(f"{k:>7}" for k in keys))
-        for c, name in enumerate("RGB"):
-            lines.append(f"{name:<8}" + "".join(f"{stats.percentiles[k][c]:>7}" for k in keys))
+        lines.append(f"percentiles (0-{int(top)} levels, numpy's inverted_cdf: smallest level "
+                     "with at least p% of pixels <= it)")
+        lines.append(f"{'channel':<8}" + "".join(f"{k:>{wide + 1}}" for k in keys))
+        for c, name in enumerate(names):
+            lines.append(f"{name:<8}" + "".join(f"{stats.percentiles[k][c]:>{wide + 1}}" for k in keys))
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from dalinorm.config import Config
 from dalinorm.data.arrays import array_full_scale
 from dalinorm.data.listing import ImageSource
 from dalinorm.pipelines.arrays import spread_channels
+from dalinorm.pipelines.kinds import LUMA_WEIGHTS
 from dalinorm.pipelines.normalize import per_image_std_floor
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.normalization import resolve_normalization
@@ -24,11 +25,13 @@ __all__ = ["ClipChannels", "PerImageStandardize", "reference_loader", "reference
 
 
 class OpenRGB:
-    """PIL loader for the datasets: RGB, EXIF orientation applied or not (picklable, so
-    DataLoader workers can be spawned)."""
+    """PIL loader for the datasets: RGB, or grayscale with ``channels=1`` (PIL's
+    ``convert("L")``, the rule the graphs apply in integers), EXIF orientation applied or not
+    (picklable, so DataLoader workers can be spawned)."""
 
-    def __init__(self, exif: bool) -> None:
+    def __init__(self, exif: bool, channels: int = 3) -> None:
         self.exif = exif
+        self.mode = "L" if channels == 1 else "RGB"
 
     def __call__(self, source):
         """``source``: a path (torchvision's ``ImageFolder`` hands over paths), or where an
@@ -44,11 +47,60 @@ class OpenRGB:
             img = Image.open(handle)
             if self.exif:
                 img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+            return img.convert(self.mode)
 
 
-def open_rgb(exif: bool) -> OpenRGB:
-    return OpenRGB(exif)
+def open_rgb(exif: bool, channels: int = 3) -> OpenRGB:
+    return OpenRGB(exif, channels)
+
+
+def open_image(cfg: Config):
+    """The loader of the config's image kind: PIL (8-bit RGB or "L") or :class:`Open16`."""
+    if cfg.data.dtype == "uint16":
+        return Open16(cfg.data.channels)
+    return OpenRGB(cfg.data.exif == "apply", cfg.data.channels)
+
+
+class Open16:
+    """``data.dtype: uint16``: a 16-bit PNG or TIFF → uint16 [C, H, W] tensor with
+    ``channels`` channels, read exactly and independently of DALI (PIL's ``convert`` clips
+    16-bit images to 8 bits and has no 16-bit RGB mode): PNG with torchvision's libpng
+    decoder (``ImageReadMode.UNCHANGED``), TIFF with PIL's ``I;16`` modes. Alpha is dropped;
+    gray → RGB replicates, RGB → gray is PIL's ``convert("L")`` integer rule
+    (:data:`~dalinorm.pipelines.kinds.LUMA_WEIGHTS`). EXIF orientation is not applied
+    (16-bit PNG and TIFF carry none in practice). Picklable for workers."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+
+    def __call__(self, source):
+        import io
+
+        import numpy as np
+        import torch
+
+        if not isinstance(source, ImageSource):
+            source = ImageSource(str(source))
+        data = source.read()
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as img:
+                array = np.array(img)  # I;16, I;16B: uint16 [H, W]
+            planes = torch.from_numpy(array.astype(np.int64)).reshape(array.shape[0], array.shape[1], -1)
+            planes = planes.permute(2, 0, 1)
+        else:
+            from torchvision.io import ImageReadMode, decode_image
+
+            raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            planes = decode_image(raw, mode=ImageReadMode.UNCHANGED).to(torch.int64)
+        planes = planes[:3] if planes.shape[0] >= 3 else planes[:1]  # drop alpha
+        if self.channels == 3 and planes.shape[0] == 1:
+            planes = planes.expand(3, -1, -1)
+        elif self.channels == 1 and planes.shape[0] == 3:
+            kr, kg, kb = LUMA_WEIGHTS
+            planes = (planes[0:1] * kr + planes[1:2] * kg + planes[2:3] * kb + 2**15) // 2**16
+        return planes.to(torch.int32).to(torch.uint16).contiguous()
 
 
 class PerImageStandardize:
@@ -136,6 +188,15 @@ def reference_transform(cfg: Config, split: str):
         geometry = [v2.Resize(cfg.eval.resize_shorter, antialias=True), v2.CenterCrop(cfg.eval.crop)]
     normalize = (PerImageStandardize() if norm.per_image
                  else v2.Normalize(mean=list(norm.mean), std=list(norm.std)))
+    if cfg.data.dtype == "uint16":
+        # 16-bit: to float on the [0, 1] scale (x / 65535) first, then the geometry in float:
+        # torchvision 0.29 resizes a uint16 tensor in float and truncates the result
+        return v2.Compose([
+            v2.ToDtype(torch.float32, scale=True),
+            *geometry,
+            *([ClipChannels(norm.clip_low, norm.clip_high)] if norm.clipped else []),
+            normalize,
+        ])
     return v2.Compose([
         *geometry,
         v2.PILToTensor(),
@@ -207,7 +268,7 @@ def reference_loader(
         transform = reference_array_transform(cfg, split)
         load = LoadArray(cfg.data.layout, cfg.data.dtype)
     else:
-        transform, load = reference_transform(cfg, split), open_rgb(cfg.data.exif == "apply")
+        transform, load = reference_transform(cfg, split), open_image(cfg)
     if cfg.data.format == "imagefolder":
         usable = {str(f) for f in listing.files}
         dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform, loader=load,

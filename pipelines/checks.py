@@ -15,7 +15,11 @@ PNG, BMP, WebP, TIFF (also named .jpg)     data: both decoders go by content
 RGBA PNG                                   data, alpha dropped (DALI and PIL agree)
 1×1 image, symlinked image, non-ASCII or   data
 spaces in the name
-16-bit PNG                                 junk: DALI scales to 8 bits, PIL clips
+16-bit PNG or TIFF                         data with data.dtype uint16 (read exactly);
+                                           junk with uint8 (DALI would scale it to 8 bits)
+8-bit file with data.dtype uint16          junk (DALI would scale it by 257)
+RGB file, data.channels 1                  data, converted as PIL's convert("L") does
+grayscale file, data.channels 3            data, replicated to R = G = B
 empty file, random bytes, truncated file   junk
 more than data.max_pixels pixels           junk (decompression-bomb guard)
 .txt, .DS_Store, other extensions          not listed (as torchvision's ImageFolder)
@@ -34,7 +38,9 @@ from dalinorm.atomic import write_atomically
 from dalinorm.config import Config
 from dalinorm.data.listing import ImageSource, SplitListing
 from dalinorm.data.splits import CHECKED_LIST_HEADER, list_split
+from dalinorm.data.sample_type import bit_depth_mismatch, read_sample_type
 from dalinorm.pipelines.device import resolve_device_id
+from dalinorm.pipelines.kinds import decode_kind_args
 from dalinorm.pipelines.readers import read_encoded
 from dalinorm.pipelines.run import explain_pipeline_error, is_file_error, last_dali_line
 from dalinorm.pipelines.specs import GraphSpec, decoder_args, import_dali
@@ -88,9 +94,11 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def cheap_check(source: ImageSource | str | Path, max_pixels: int) -> str | None:
+def cheap_check(source: ImageSource | str | Path, max_pixels: int,
+                dtype: str = "uint8") -> str | None:
     """The reason an image is unusable, from its size and header alone; None if it may be.
-    ``source``: a path, or where an image's bytes are (a file or a member of a pack)."""
+    ``source``: a path, or where an image's bytes are (a file or a member of a pack);
+    ``dtype``: ``data.dtype``, the bits per sample every file must have."""
     import io
 
     from PIL import Image
@@ -101,6 +109,7 @@ def cheap_check(source: ImageSource | str | Path, max_pixels: int) -> str | None
         if source.in_tar:
             data = source.read()
             size, head = len(data), data[:16]
+            found = read_sample_type(data)
 
             def open_image():
                 return Image.open(io.BytesIO(data))
@@ -108,6 +117,7 @@ def cheap_check(source: ImageSource | str | Path, max_pixels: int) -> str | None
             size = Path(source.path).stat().st_size
             with open(source.path, "rb") as handle:
                 head = handle.read(16)
+            found = read_sample_type(source.path) if size else None
 
             def open_image():
                 return Image.open(source.path)
@@ -126,9 +136,12 @@ def cheap_check(source: ImageSource | str | Path, max_pixels: int) -> str | None
             mode = img.mode
     except Exception as err:  # PIL raises many types for broken headers
         return f"{kind} header cannot be parsed: {err}"
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return (f"{mode} ({'16-bit' if '16' in mode else '32-bit'}) image: DALI scales it to 8 bits, "
-                "torchvision/PIL clip it; convert it to 8-bit")
+    mismatch = bit_depth_mismatch(found, dtype)
+    if mismatch:
+        return mismatch
+    if mode in ("I", "F"):
+        return (f"{mode} (32-bit) image: DALI decodes 8 or 16 bits per sample; convert it to "
+                "16-bit (data.dtype uint16) or 8-bit")
     if width * height > max_pixels:
         return f"too large: {width}×{height} = {width * height:,} pixels > data.max_pixels ({max_pixels:,})"
     return None
@@ -162,7 +175,7 @@ def _decode_batches(sources: list[ImageSource], cfg: Config, device_id: int | No
                                for i in chunk[at:at + size]]
 
                 encoded = fn.external_source(source=batches, dtype=types.UINT8, ndim=1)
-            images = fn.decoders.image(encoded, **decoder_args(cfg, spec), output_type=types.RGB,
+            images = fn.decoders.image(encoded, **decoder_args(cfg, spec), **decode_kind_args(cfg),
                                        adjust_orientation=cfg.data.exif == "apply")
             pipe.set_outputs(images)
         pipe.build()
@@ -247,7 +260,8 @@ def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, des
     bar = progress_bar(len(sources) * 2, unit="step", desc=desc, enabled=progress)
     bad: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:
-        reasons = pool.map(lambda s: cheap_check(s, cfg.data.max_pixels), sources, chunksize=64)
+        reasons = pool.map(lambda s: cheap_check(s, cfg.data.max_pixels, cfg.data.dtype), sources,
+                           chunksize=64)
         candidates = []
         for i, reason in enumerate(reasons):
             if reason:

@@ -10,6 +10,7 @@ from dalinorm.pipelines.arrays import (
     build_array_eval_pipeline,
     build_array_train_pipeline,
 )
+from dalinorm.pipelines.kinds import decode_kind_args, to_data_channels
 from dalinorm.pipelines.normalize import Normalization, dali_mean_std, normalize_images
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
@@ -42,12 +43,13 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
         images = fn.decoders.image_random_crop(
             jpegs,
             **decoder_args(cfg, spec),
-            output_type=types.RGB,
+            **decode_kind_args(cfg),
             random_area=list(cfg.train.scale),
             random_aspect_ratio=list(cfg.train.ratio),
             num_attempts=10,
             adjust_orientation=cfg.data.exif == "apply",
         )
+        images = to_data_channels(images, cfg)
         size = cfg.train.size
         fused = cfg.output.dtype == "float32" and normalization.fusable
         if exact_resize(cfg, spec) and fused:
@@ -80,9 +82,9 @@ def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool, normal
     # in the given order, each rank its own block (files: handed over by the caller; a pack:
     # DALI's reader sharding, see GraphSpec.for_rank)
     jpegs, labels = read_encoded(spec, shuffle=False)
-    images = fn.decoders.image(
-        jpegs, **decoder_args(cfg, spec), output_type=types.RGB, adjust_orientation=exif
-    )
+    images = to_data_channels(fn.decoders.image(
+        jpegs, **decoder_args(cfg, spec), **decode_kind_args(cfg), adjust_orientation=exif
+    ), cfg)
     if eval_geometry:
         images = eval_window(jpegs, images, cfg, spec, exif, normalize)
     return images, labels
@@ -125,17 +127,22 @@ def build_stats_pipeline(cfg: Config, spec: GraphSpec, *, reducer: str = "sums",
     """Per-image, per-channel exact moments inside the graph, for the statistics pass.
 
     Outputs per image: the reduction of :func:`dalinorm.pipelines.reductions.reduce_images`
-    (a [3, 256] histogram, or Σx, Σx² and the shape); with ``with_images`` the uint8 image
-    itself comes last (host-side histograms on the GPU). ``stats.resolution: eval`` reduces
+    (a [C, 256] or [C, 65536] histogram, or Σx, Σx² and the shape); with ``with_images`` the
+    integer image itself comes last (host-side histograms on the GPU). ``stats.resolution: eval`` reduces
     the image the network sees (torchvision's resize + center crop, before normalization)
     instead of the decoded one.
     """
     from dalinorm.pipelines.reductions import reduce_images
 
+    fn, types, _ = import_dali()
     pipe = new_pipeline(cfg, spec)
     with pipe:
         images, _ = decode_in_order(cfg, spec, eval_geometry=cfg.stats.resolution == "eval")
-        outputs = reduce_images(images, reducer,
+        if cfg.data.dtype == "uint16" and cfg.stats.resolution == "eval":
+            # the 16-bit eval resize is in float (resize_images): the levels the network sees,
+            # rounded to the nearest integer level for the exact reductions
+            images = fn.cast(images, dtype=types.UINT16)
+        outputs = reduce_images(images, reducer, channels=cfg.data.channels, dtype=cfg.data.dtype,
                                 background=cfg.stats.background_levels(cfg.data.channels))
         if with_images:
             outputs.append(images)

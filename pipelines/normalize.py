@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from dalinorm.config import Config
+from dalinorm.pipelines.kinds import full_scale_of
 from dalinorm.pipelines.specs import import_dali
 
 __all__ = ["Normalization", "clip_images", "dali_clip_bounds", "dali_mean_std",
@@ -49,6 +50,9 @@ class Normalization:
     per_image: bool = False
     clip_low: tuple[float, ...] | None = None
     clip_high: tuple[float, ...] | None = None
+    # normalize.keep_background: the background per channel on the [0, 1] scale; output
+    # pixels equal to it in every channel keep it instead of being normalized
+    keep_background: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.clip_low is None) != (self.clip_high is None):  # a bug in the caller
@@ -62,7 +66,7 @@ class Normalization:
     def fusable(self) -> bool:
         """Only (x − mean) / std per channel, what the CPU's fused resize + normalize
         operator computes; per_image and clipping take the unfused path."""
-        return not self.per_image and not self.clipped
+        return not self.per_image and not self.clipped and self.keep_background is None
 
 
 def pooled_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float]:
@@ -127,10 +131,13 @@ def normalize_images(images, cfg: Config, normalization: Normalization, *,
     fn, types, _ = import_dali()
     dtype = types.FLOAT16 if cfg.output.dtype == "float16" else types.FLOAT
     layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+    full_scale = full_scale_of(cfg.data.dtype)  # 255, or 65535 for 16-bit data
+    if normalization.keep_background is not None:
+        return _keep_background(images, cfg, normalization, full_scale, crop_args)
     if normalization.clipped:  # in the same input units as dali_mean_std's below
-        images = clip_images(images, normalization)
+        images = clip_images(images, normalization, full_scale=full_scale)
     if not normalization.per_image:
-        mean, std = dali_mean_std(normalization)
+        mean, std = dali_mean_std(normalization, full_scale=full_scale)
         return fn.crop_mirror_normalize(images, dtype=dtype, output_layout=layout, mean=mean,
                                         std=std, **crop_args)
     size = size or crop_args.get("crop")
@@ -139,11 +146,40 @@ def normalize_images(images, cfg: Config, normalization: Normalization, *,
     # layout, mirror and crop as usual, to float32 in 0–255 units (uint8 values are exact)
     images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout=layout,
                                       mean=[0.0], std=[1.0], **crop_args)
-    images = standardize_per_image(images, values=size[0] * size[1] * 3)
+    images = standardize_per_image(images, values=size[0] * size[1] * cfg.data.channels,
+                                   full_scale=full_scale)
     return fn.cast(images, dtype=types.FLOAT16) if cfg.output.dtype == "float16" else images
 
 
-def standardize_per_image(images, *, values: int):
+def _keep_background(images, cfg: Config, normalization: Normalization, full_scale: float,
+                     crop_args: dict):
+    """``normalize.keep_background``: normalized where a pixel differs from the background in
+    some channel, the background's own value (on the [0, 1] scale) where it equals it in all.
+
+    The joint mask is taken on the integer image before any clip, then goes through the same
+    ``crop_mirror_normalize`` (same crop, same mirror node, same layout) as the image, so it
+    lines up with the output; y·(1 − m) + m·b is exact for m in {0, 1}."""
+    import numpy as np
+
+    fn, types, _ = import_dali()
+    layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+    levels = [int(round(_in_input_units(v, full_scale))) for v in normalization.keep_background]
+    equal = fn.cast(images == types.Constant(np.array(levels, np.int32)), dtype=types.UINT8)
+    mask = fn.reductions.min(equal, axes=[2], keep_dims=True)  # HWC → HW1
+    if normalization.clipped:
+        images = clip_images(images, normalization, full_scale=full_scale)
+    mean, std = dali_mean_std(normalization, full_scale=full_scale)
+    out = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout=layout, mean=mean,
+                                   std=std, **crop_args)
+    mask = fn.crop_mirror_normalize(mask, dtype=types.FLOAT, output_layout=layout, mean=[0.0],
+                                    std=[1.0], **crop_args)
+    value = np.array(normalization.keep_background, np.float32)
+    value = types.Constant(value.reshape(-1, 1, 1) if layout == "CHW" else value)
+    out = out * (1.0 - mask) + mask * value
+    return fn.cast(out, dtype=types.FLOAT16) if cfg.output.dtype == "float16" else out
+
+
+def standardize_per_image(images, *, values: int, full_scale: float = 255.0):
     """(x − mean) / max(std, floor) per image, over all its ``values`` (every axis), in float32.
 
     Stock operators only, so one definition runs on both devices: DALI's ``reductions.mean``
@@ -155,5 +191,5 @@ def standardize_per_image(images, *, values: int):
 
     mean = fn.reductions.mean(images)
     std = fn.reductions.std_dev(images, mean)
-    floor = _in_input_units(per_image_std_floor(values))
+    floor = _in_input_units(per_image_std_floor(values), full_scale)
     return (images - mean) * (1.0 / dali_math.max(std, floor))

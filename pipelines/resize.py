@@ -7,7 +7,7 @@ from __future__ import annotations
 from dalinorm.config import Config
 from dalinorm.pipelines.specs import GraphSpec, import_dali
 
-__all__ = ["TIE_OFFSET", "eval_window", "exact_resize", "fast_resize", "pil_resize", "resize_images",
+__all__ = ["TIE_OFFSET", "eval_window", "exact_resize", "fast_resize", "float_resize", "pil_resize", "resize_images",
            "round_half_up", "torchvision_eval_geometry"]
 
 
@@ -29,9 +29,10 @@ def round_half_up(images):
 
 
 def exact_resize(cfg: Config, spec: GraphSpec) -> bool:
-    """``loader.resize: pil`` on the CPU: Pillow's arithmetic itself (a numba operator,
-    :mod:`dalinorm.pipelines.resample`). On the GPU, ``pil`` is :func:`pil_resize`."""
-    return cfg.loader.resize == "pil" and spec.device_id is None
+    """``loader.resize: pil`` on the CPU for 8-bit data: Pillow's arithmetic itself (a numba
+    operator, :mod:`dalinorm.pipelines.resample`; Pillow's "L" and "RGB" modes share it). On
+    the GPU, ``pil`` is :func:`pil_resize`; 16-bit data take :func:`float_resize`."""
+    return cfg.loader.resize == "pil" and spec.device_id is None and cfg.data.dtype == "uint8"
 
 
 def resize_images(cfg: Config, spec: GraphSpec, images, normalize=None, **window):
@@ -51,14 +52,30 @@ def resize_images(cfg: Config, spec: GraphSpec, images, normalize=None, **window
                                 geometry=geometry, normalize=normalize)
     if normalize is not None:
         raise ValueError("resize_images: normalize is for the exact CPU resize only")
+    if cfg.data.dtype == "uint16":
+        return float_resize(images, **window)
     return (fast_resize if cfg.loader.resize == "fast" else pil_resize)(images, **window)
 
 
-def fast_resize(images, *, out_h: int, out_w: int, full_h=None, full_w=None, top=None, left=None):
+def float_resize(images, **window):
+    """16-bit images: :func:`fast_resize` kept in float32 (input levels, 0–65535), never
+    rounded. The reference it is held to is torchvision's antialiased bilinear ``Resize`` on
+    the float32 image (``ToDtype(float32, scale=True)`` first): Pillow has no 16-bit RGB mode,
+    and torchvision's resize of a uint16 tensor truncates its float result (0.29's
+    ``resize_image`` rounds int8–int64 only), so both would add a rounding this path avoids.
+    Bounds: ``TOLERANCES`` in :mod:`dalinorm.commands.parity`."""
+    return fast_resize(images, float_output=True, **window)
+
+
+def fast_resize(images, *, out_h: int, out_w: int, full_h=None, full_w=None, top=None, left=None,
+                float_output: bool = False):
     """One 2-D linear antialiased DALI resize to uint8, with :func:`pil_resize`'s arguments:
-    about half the CPU cost of the PIL-order passes, ≈0.17 uint8 level from PIL on average."""
+    about half the CPU cost of the PIL-order passes, ≈0.17 uint8 level from PIL on average.
+    ``float_output``: float32 in input levels instead (:func:`float_resize`)."""
     fn, types, _ = import_dali()
     common = dict(interp_type=types.INTERP_LINEAR, antialias=True, size=[out_h, out_w])
+    if float_output:
+        common["dtype"] = types.FLOAT
     if full_h is None:
         return fn.resize(images, **common)
     return fn.resize(images, roi_relative=True,

@@ -6,6 +6,7 @@ and cached by the split's fingerprint."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from dalinorm.config import Config
 from dalinorm.data.listing import SplitListing
@@ -44,6 +45,7 @@ def usable_listing(cfg: Config, split: str) -> tuple[SplitListing, int]:
                 f"{path}: {what}{more}; run `dalinorm check-data` to list every unusable file, "
                 "or set data.on_bad_file: skip"
             )
+        _refuse_wrong_bit_depth(cfg, listing)
         return listing, 0
     list_path = cfg.data.checked_list
     if list_path is None:
@@ -60,6 +62,40 @@ def usable_listing(cfg: Config, split: str) -> tuple[SplitListing, int]:
         log.info("%s: all %d files are listed as good in %s (data.on_bad_file: skip)",
                  listing.root, len(listing), list_path)
     return listing.subset(keep), skipped
+
+
+# files whose bit depth can differ from 8: read their headers even in an 8-bit dataset
+_DEEP_EXTENSIONS = (".png", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def _refuse_wrong_bit_depth(cfg: Config, listing: SplitListing) -> None:
+    """A :class:`DatasetError` naming the first file whose header declares another bit depth
+    than ``data.dtype`` (DALI would rescale it silently). With uint8 only PNG, TIFF and PNM
+    files are read (a JPEG set costs nothing); with uint16 every file. ≈16 µs per PNG
+    header, ≈0.2 ms per TIFF (PIL reads its tags), in a thread pool. Packs are checked by
+    check-data and `dalinorm pack` (their members are read there anyway)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dalinorm.data.sample_type import bit_depth_mismatch, read_sample_type
+
+    if listing.packed or cfg.data.format == "numpy":
+        return
+    files = [f for f in listing.files
+             if cfg.data.dtype != "uint8" or Path(f).suffix.lower() in _DEEP_EXTENSIONS]
+    if not files:
+        return
+
+    def reason(path):
+        try:
+            return bit_depth_mismatch(read_sample_type(path), cfg.data.dtype)
+        except OSError:  # unreadable: the reader names it
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:
+        for path, why in zip(files, pool.map(reason, files, chunksize=256)):
+            if why:
+                raise DatasetError(f"{path}: {why}; run `dalinorm check-data` to list every such "
+                                   "file, or set data.on_bad_file: skip")
 
 
 def _automatic_checked_list(cfg: Config, split: str, listing: SplitListing) -> Path:

@@ -5,6 +5,7 @@ from the stats file's histogram."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Sequence
@@ -13,6 +14,7 @@ import numpy as np
 
 from dalinorm.config import IMAGENET_MEAN, IMAGENET_STD, Config, NormalizeConfig
 from dalinorm.data.listing import fingerprint_of
+from dalinorm.pipelines.kinds import full_scale_of
 from dalinorm.pipelines.normalize import Normalization, pooled_mean_std
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.file import (
@@ -29,8 +31,8 @@ __all__ = ["clipped_moments", "load_stats_for_config", "percentile_normalization
            "resolve_normalization"]
 
 
-def _three(values: Sequence[float]) -> tuple[float, float, float]:
-    return tuple(values) * 3 if len(values) == 1 else tuple(values)  # type: ignore[return-value]
+def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
+    return tuple(values) * channels if len(values) == 1 else tuple(values)
 
 
 def resolve_normalization(cfg: Config, *, check_fingerprint: bool = True) -> Normalization:
@@ -38,29 +40,42 @@ def resolve_normalization(cfg: Config, *, check_fingerprint: bool = True) -> Nor
 
     With ``source: stats`` the stats file is read and, unless ``check_fingerprint`` is False,
     its fingerprint is checked against the current training file list (the leak guard).
+    With ``normalize.keep_background`` the background pixels are left as they are
+    (``stats.background`` on the [0, 1] scale).
     """
+    normalization = _resolve(cfg, check_fingerprint=check_fingerprint)
+    if not cfg.normalize.keep_background:
+        return normalization
+    top = full_scale_of(cfg.data.dtype)
+    levels = cfg.stats.background_levels(cfg.data.channels)
+    return dataclasses.replace(normalization, keep_background=tuple(v / top for v in levels),
+                               origin=f"{normalization.origin}; background {list(levels)} kept")
+
+
+def _resolve(cfg: Config, *, check_fingerprint: bool) -> Normalization:
     norm: NormalizeConfig = cfg.normalize
+    c = cfg.data.channels  # config.py checked that given mean/std have 1 or c values
     if norm.mode == "per_image":  # no dataset statistics (config.py refuses stats and values)
-        return Normalization((0.0,) * 3, (1.0,) * 3, "per image (each image's own mean and std)",
+        return Normalization((0.0,) * c, (1.0,) * c, "per image (each image's own mean and std)",
                              per_image=True)
     if norm.source == "none":
-        return Normalization((0.0,) * 3, (1.0,) * 3, "none (scaled to [0, 1])")
+        return Normalization((0.0,) * c, (1.0,) * c, "none (scaled to [0, 1])")
     if norm.source == "stats":
         stats = load_stats_for_config(cfg, check_fingerprint=check_fingerprint)
         if norm.mode == "percentile":
             return percentile_normalization(stats, norm.percentiles, norm.then,
                                             where=str(norm.stats_file))
         if norm.mode == "global":
-            return Normalization((stats.global_mean,) * 3, (stats.global_std,) * 3,
+            return Normalization((stats.global_mean,) * c, (stats.global_std,) * c,
                                  f"stats file {norm.stats_file} (global)")
         return Normalization(tuple(stats.mean), tuple(stats.std), f"stats file {norm.stats_file}")
     if norm.source == "imagenet":
         mean, std, origin = IMAGENET_MEAN, IMAGENET_STD, "imagenet"
     else:
-        mean, std, origin = _three(norm.mean), _three(norm.std), "values"
+        mean, std, origin = _per_channel(norm.mean, c), _per_channel(norm.std, c), "values"
     if norm.mode == "global":
         g_mean, g_std = pooled_mean_std(mean, std)
-        return Normalization((g_mean,) * 3, (g_std,) * 3, f"{origin} (global)")
+        return Normalization((g_mean,) * c, (g_std,) * c, f"{origin} (global)")
     return Normalization(tuple(mean), tuple(std), origin)
 
 
@@ -72,6 +87,11 @@ def load_stats_for_config(cfg: Config, *, check_fingerprint: bool = True) -> Dat
     """
     path = cfg.normalize.stats_file
     stats = read_stats_file(path)
+    if (stats.channels, stats.dtype) != (cfg.data.channels, cfg.data.dtype):
+        raise StatsFileError(
+            f"normalize.stats_file: {path} holds statistics of {stats.channels}-channel "
+            f"{stats.dtype} samples, but the config reads {cfg.data.channels}-channel "
+            f"{cfg.data.dtype} (data.channels, data.dtype); recompute it with `dalinorm stats`")
     wanted = cfg.stats.background_levels(cfg.data.channels)
     if stats.background != wanted:  # foreground statistics where all pixels were asked, or back
         def name(levels):
