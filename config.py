@@ -242,6 +242,10 @@ class NormalizeConfig:
     # default [0.5, 99.5]; and what follows the clip: scale (to [0, 1]) or standardize
     percentiles: tuple[float, float] | None = None
     then: Literal["scale", "standardize"] | None = None
+    # with stats.background: output pixels equal to the background in every channel keep
+    # their value (on the [0, 1] scale: 0 for a black background) instead of being
+    # normalized, as MONAI's NormalizeIntensity(nonzero=True) leaves zeros at zero
+    keep_background: bool = False
 
     def __post_init__(self) -> None:
         self._check_percentile()
@@ -373,6 +377,12 @@ class Config:
                 f"use source stats (`dalinorm stats`), values or none",
             )
         background = self.stats.background
+        if norm.keep_background and background is None:
+            raise ConfigError("normalize.keep_background", "needs stats.background (the value "
+                              "that marks background pixels), which is null")
+        if norm.keep_background and norm.mode == "per_image":
+            raise ConfigError("normalize.keep_background", "is not available with normalize.mode "
+                              "'per_image' (each image's moments are over all its pixels)")
         if background is not None:
             levels = (background,) if isinstance(background, int) else background
             if len(levels) not in (1, channels):

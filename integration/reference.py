@@ -17,11 +17,13 @@ from dalinorm.data.arrays import array_full_scale
 from dalinorm.data.listing import ImageSource
 from dalinorm.pipelines.arrays import spread_channels
 from dalinorm.pipelines.kinds import LUMA_WEIGHTS
+from dalinorm.pipelines.kinds import full_scale_of
 from dalinorm.pipelines.normalize import per_image_std_floor
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.normalization import resolve_normalization
 
-__all__ = ["ClipChannels", "PerImageStandardize", "reference_loader", "reference_transform"]
+__all__ = ["ClipChannels", "KeepBackground", "PerImageStandardize", "reference_loader",
+           "reference_transform"]
 
 
 class OpenRGB:
@@ -172,6 +174,23 @@ def reference_array_transform(cfg: Config, split: str):
     return v2.Compose([*geometry, normalize])
 
 
+class KeepBackground:
+    """``normalize.keep_background`` on a float [C, H, W] tensor on the [0, 1] scale: pixels
+    equal to the background in every channel (compared in integer levels) keep its value,
+    the others go through ``normalize`` (picklable for workers)."""
+
+    def __init__(self, normalize, background, full_scale: float) -> None:
+        self.normalize, self.background, self.full_scale = normalize, list(background), full_scale
+
+    def __call__(self, image):
+        import torch
+
+        value = torch.tensor(self.background, dtype=torch.float32).view(-1, 1, 1)
+        levels = torch.round(image.to(torch.float32) * self.full_scale)
+        mask = (levels == torch.round(value * self.full_scale)).all(dim=0, keepdim=True)
+        return torch.where(mask, value.to(image.dtype), self.normalize(image))
+
+
 def reference_transform(cfg: Config, split: str):
     """torchvision's transform for ``split``: PIL image → normalized float CHW tensor."""
     import torch
@@ -188,20 +207,22 @@ def reference_transform(cfg: Config, split: str):
         geometry = [v2.Resize(cfg.eval.resize_shorter, antialias=True), v2.CenterCrop(cfg.eval.crop)]
     normalize = (PerImageStandardize() if norm.per_image
                  else v2.Normalize(mean=list(norm.mean), std=list(norm.std)))
+    if norm.clipped:
+        normalize = v2.Compose([ClipChannels(norm.clip_low, norm.clip_high), normalize])
+    if norm.keep_background is not None:
+        normalize = KeepBackground(normalize, norm.keep_background, full_scale_of(cfg.data.dtype))
     if cfg.data.dtype == "uint16":
         # 16-bit: to float on the [0, 1] scale (x / 65535) first, then the geometry in float:
         # torchvision 0.29 resizes a uint16 tensor in float and truncates the result
         return v2.Compose([
             v2.ToDtype(torch.float32, scale=True),
             *geometry,
-            *([ClipChannels(norm.clip_low, norm.clip_high)] if norm.clipped else []),
             normalize,
         ])
     return v2.Compose([
         *geometry,
         v2.PILToTensor(),
         v2.ToDtype(torch.float32, scale=True),
-        *([ClipChannels(norm.clip_low, norm.clip_high)] if norm.clipped else []),
         normalize,
     ])
 

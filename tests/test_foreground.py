@@ -159,3 +159,84 @@ def test_all_background_split_is_a_named_error(tmp_path):
 def test_config_errors_name_the_key(value, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"stats": {"background": value}})
+
+
+# ---------------------------------------------------------------------- keep_background
+def _keep_config(root, stats_file, *overrides):
+    return make_config(root, "stats.background=0", "normalize.keep_background=true",
+                       "normalize.source=stats", f"normalize.stats_file={stats_file}",
+                       "loader.drop_last=false", *overrides)
+
+
+@pytest.fixture(scope="module")
+def bordered_stats(bordered, tmp_path_factory):
+    root, _ = bordered
+    path = tmp_path_factory.mktemp("fg_stats") / "fg.yaml"
+    write_stats_file(path, compute_stats(make_config(root, "stats.background=0")))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["channel", "percentile"])
+def test_keep_background_eval_equals_numpy(bordered, bordered_stats, mode):
+    """CPU eval: DALI's uint8 window is PIL's (exact resize); where all three channels are 0
+    the output is exactly 0, elsewhere (x - m) / s in float32 (atol 2e-6 as in
+    test_percentile_norm: |y| < 4). The torchvision reference path agrees to the same bound."""
+    from torchvision.transforms import v2
+
+    import torch
+
+    from dalinorm import DaliLoader
+    from dalinorm.integration.reference import reference_loader
+
+    root, _ = bordered
+    extra = (("normalize.mode=percentile", "normalize.percentiles=[1, 99]")
+             if mode == "percentile" else ())
+    cfg = _keep_config(root, bordered_stats, *extra, "eval.resize_shorter=32", "eval.crop=24")
+    norm = resolve_normalization(cfg)
+    dali = torch.cat([x for x, _ in DaliLoader(cfg, "val")]).double().numpy()
+    geometry = v2.Compose([v2.Resize(32, antialias=True), v2.CenterCrop(24)])
+    windows = np.stack([np.asarray(geometry(Image.open(f).convert("RGB")), np.float64)
+                        .transpose(2, 0, 1)
+                        for f in list_image_folder(root / "val").files])
+    view = (slice(None), None, None)
+    x = windows
+    if norm.clipped:
+        x = np.clip(x, np.round(np.array(norm.clip_low) * 255)[view],
+                    np.round(np.array(norm.clip_high) * 255)[view])
+    expected = (x - np.array(norm.mean)[view] * 255) / (np.array(norm.std)[view] * 255)
+    background = (windows == 0).all(axis=1, keepdims=True)
+    expected = np.where(background, 0.0, expected)
+    # the borders are not symmetric: a mask that missed the crop or a flip would show
+    assert 0.05 < background.mean() < 0.9 and (background != background[..., ::-1]).any()
+    np.testing.assert_allclose(dali, expected, rtol=0, atol=2e-6)
+    assert (dali[np.broadcast_to(background, dali.shape)] == 0).all()  # exactly, not about
+    ref = torch.cat([x for x, _ in reference_loader(cfg, "val", num_workers=0)]).double().numpy()
+    np.testing.assert_allclose(ref, expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_keep_background_train_on_each_device(bordered, bordered_stats, device):
+    """The train graph (random crop, flip) on each device: black border pixels come out as
+    exactly 0 in all channels; without keep_background none does (the background normalizes
+    to -mean/std)."""
+    import torch
+
+    from dalinorm import DaliLoader
+
+    root, _ = bordered
+    for keep, low, high in (("true", 0.05, 1.0), ("false", 0.0, 0.0)):
+        cfg = _keep_config(root, bordered_stats, f"normalize.keep_background={keep}",
+                           f"loader.device={device}")
+        images = torch.cat([x for x, _ in DaliLoader(cfg, "train")]).cpu()
+        zero = (images == 0).all(dim=1).double().mean().item()
+        assert low <= zero <= high, (keep, zero)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("normalize.keep_background=true",), "normalize.keep_background: needs stats.background"),
+    (("normalize.keep_background=true", "stats.background=0", "normalize.mode=per_image",
+      "normalize.source=none"), "normalize.keep_background: is not available with normalize.mode"),
+])
+def test_keep_background_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({}, overrides=overrides)
