@@ -82,8 +82,10 @@ class DataConfig:
     # webdataset: train/val are folders of tar shards written by `dalinorm pack` (images +
     # .cls labels, DALI index files, manifest.json and samples.tsv);
     # numpy: train/val are folders <split>/<class>/<array>.npy (labels as imagefolder), each a
-    # 3-D array of data.dtype with data.channels channels, laid out as data.layout
-    format: Literal["imagefolder", "file_list", "webdataset", "numpy"] = "imagefolder"
+    # 3-D array of data.dtype with data.channels channels, laid out as data.layout;
+    # tiff: the same tree of multi-band TIFF files (.tif/.tiff, samples interleaved), read as
+    # arrays of any channel count (docs/KINDS.md says which TIFFs DALI 2.4 decodes)
+    format: Literal["imagefolder", "file_list", "webdataset", "numpy", "tiff"] = "imagefolder"
     # numpy only: the axis order of every array, HWC (height, width, channels) or CHW
     layout: Literal["HWC", "CHW"] = "HWC"
     # webdataset train only: samples held in the reader's shuffle buffer (per rank; each holds
@@ -110,12 +112,12 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(self.max_pixels >= 1, "max_pixels", f"must be >= 1, got {self.max_pixels}")
-        arrays = self.format == "numpy"
+        arrays = self.reads_arrays
         _require(
-            arrays or self.layout == "HWC",
+            self.format == "numpy" or self.layout == "HWC",
             "layout",
-            f"is for arrays only (data.format numpy); {self.format} images are decoded as they "
-            f"are, got {self.layout!r}",
+            f"is for .npy arrays only (data.format numpy); {self.format} files are decoded "
+            f"as height × width × channels, got {self.layout!r}",
         )
         _require(self.channels >= 1, "channels", f"must be >= 1, got {self.channels}")
         _require(
@@ -145,6 +147,11 @@ class DataConfig:
                 f"must be a subfolder of data.root, got {value!r}",
             )
         _require(self.train != self.val, "val", f"must differ from data.train ({self.train!r})")
+
+    @property
+    def reads_arrays(self) -> bool:
+        """numpy and tiff: files read as arrays of any channel count (pipelines/arrays.py)."""
+        return self.format in ("numpy", "tiff")
 
 
 @dataclass(frozen=True)

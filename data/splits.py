@@ -17,7 +17,7 @@ from pathlib import Path
 from dalinorm.config import Config
 from dalinorm.data.file_list import list_file_list
 from dalinorm.data.imagefolder import list_image_folder
-from dalinorm.data.arrays import ARRAY_EXTENSIONS
+from dalinorm.data.arrays import extensions_of
 from dalinorm.data.listing import SplitListing
 from dalinorm.data.packs import read_pack
 from dalinorm.errors import DatasetError
@@ -42,8 +42,9 @@ def list_split(cfg: Config, split: str) -> SplitListing:
         return list_file_list(cfg.split_dir(split), cfg.data.root, key=key)
     if cfg.data.format == "webdataset":
         return read_pack(cfg.split_dir(split), key=key)
-    if cfg.data.format == "numpy":
-        return list_image_folder(cfg.split_dir(split), key=key, extensions=ARRAY_EXTENSIONS)
+    if cfg.data.reads_arrays:
+        return list_image_folder(cfg.split_dir(split), key=key,
+                                 extensions=extensions_of(cfg.data.format))
     return list_image_folder(cfg.split_dir(split), key=key)
 
 
@@ -80,7 +81,7 @@ def checked_list_cache(cfg: Config, split: str, listing: SplitListing) -> tuple[
     root = cfg.data.root.resolve()
     key = (f"# key: split {split_dir.name} fingerprint {listing.fingerprint()} "
            f"max_pixels {cfg.data.max_pixels} exif {cfg.data.exif}")
-    if cfg.data.format == "numpy":  # what makes an array bad: its declared kind
+    if cfg.data.reads_arrays:  # what makes an array bad: its declared kind
         key += f" arrays {cfg.data.dtype} {cfg.data.channels} {cfg.data.layout}"
     name = f"checked-{split_dir.name}-{hashlib.sha256(str(split_dir).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}.txt"
     split_dirs = {cfg.split_dir(s).resolve() for s in ("train", "val")}

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from dalinorm.config import Config
-from dalinorm.data.arrays import array_full_scale
+from dalinorm.data.arrays import array_full_scale, load_array
 from dalinorm.data.listing import ImageSource
 from dalinorm.pipelines.arrays import spread_channels
 from dalinorm.pipelines.kinds import LUMA_WEIGHTS
@@ -134,21 +134,19 @@ class ClipChannels:
 
 
 class LoadArray:
-    """``data.format: numpy``: a ``.npy`` file → float32 [C, H, W] tensor on the [0, 1] scale
-    (x / 255 for uint8, x / 65535 for uint16, float32 as stored), read with ``np.load``
-    independently of DALI (picklable for workers)."""
+    """``data.format: numpy`` / ``tiff``: a ``.npy`` file or a TIFF → float32 [C, H, W]
+    tensor on the [0, 1] scale (x / 255 for uint8, x / 65535 for uint16, float32 as stored),
+    read with ``np.load`` or tifffile independently of DALI (picklable for workers)."""
 
-    def __init__(self, layout: str, dtype: str) -> None:
-        self.layout, self.dtype = layout, dtype
+    def __init__(self, layout: str, dtype: str, data_format: str = "numpy") -> None:
+        self.layout, self.dtype, self.data_format = layout, dtype, data_format
 
     def __call__(self, source):
         import numpy as np
         import torch
 
         path = source.path if isinstance(source, ImageSource) else str(source)
-        array = np.load(path, allow_pickle=False)
-        if self.layout == "HWC":
-            array = array.transpose(2, 0, 1)
+        array = load_array(path, data_format=self.data_format, layout=self.layout).transpose(2, 0, 1)
         scaled = array.astype(np.float64) / array_full_scale(self.dtype)  # exact, then one rounding
         return torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
 
@@ -285,9 +283,9 @@ def reference_loader(
 
     # the same files as DaliLoader: same errors, and data.on_bad_file: skip honoured
     listing, _ = usable_listing(cfg, split)
-    if cfg.data.format == "numpy":
+    if cfg.data.reads_arrays:
         transform = reference_array_transform(cfg, split)
-        load = LoadArray(cfg.data.layout, cfg.data.dtype)
+        load = LoadArray(cfg.data.layout, cfg.data.dtype, cfg.data.format)
     else:
         transform, load = reference_transform(cfg, split), open_image(cfg)
     if cfg.data.format == "imagefolder":

@@ -1,9 +1,11 @@
-"""DALI graphs for arrays (``data.format: numpy``): C channels of uint8, uint16 or float32.
+"""DALI graphs for arrays (``data.format: numpy``, and multi-band TIFF, ``data.format: tiff``):
+C channels of uint8, uint16 or float32.
 
 Reading: the files' bytes come from the same file reader every other format uses
 (:func:`~dalinorm.pipelines.readers.read_encoded`), so labels, sharding, the per-epoch
 reshuffle, padding and checkpoints behave exactly as for images; DALI's ``decoders.numpy``
-(CPU) turns the bytes into the array. ``readers.numpy`` was the other candidate: it has no
+(CPU) turns the bytes into the array; TIFFs go through ``decoders.image`` on the CPU with
+``output_type=ANY_DATA`` and the declared sample type. ``readers.numpy`` was the other candidate: it has no
 labels, and its GPU backend needs GPUDirect Storage (cuFile), so on the GPU the arrays are
 read and decoded on the CPU and copied over (``.gpu()``), and every later operator runs there.
 
@@ -61,7 +63,14 @@ def read_arrays(cfg: Config, spec: GraphSpec, *, shuffle: bool):
     """(HWC arrays on the spec's device, int64 labels, HWC shapes on the CPU)."""
     fn, types, _ = import_dali()
     encoded, labels = read_encoded(spec, shuffle=shuffle)
-    arrays = fn.decoders.numpy(encoded)
+    if cfg.data.format == "tiff":
+        # interleaved TIFFs of any sample count, exactly as stored (docs/KINDS.md); the
+        # declared dtype is what the header check found, so nothing is rescaled
+        sample = {"uint8": types.UINT8, "uint16": types.UINT16, "float32": types.FLOAT}
+        arrays = fn.decoders.image(encoded, device="cpu", output_type=types.ANY_DATA,
+                                   dtype=sample[cfg.data.dtype])
+    else:
+        arrays = fn.decoders.numpy(encoded)
     if cfg.data.layout == "CHW":
         arrays = fn.transpose(arrays, perm=[1, 2, 0])
     arrays = fn.reshape(arrays, layout="HWC")

@@ -228,18 +228,17 @@ def _decode_reason(source, err: Exception) -> str:
 
 def _check_arrays(names: list[Path], sources: list, cfg: Config, *, progress: bool,
                   desc: str) -> list[BadFile]:
-    """``data.format: numpy``: every array that is not of the declared kind (its header
-    against data.dtype, data.channels and data.layout; float32 values all finite), with the
-    reason naming what was found and what was expected. No DALI stage: the header check is
-    what DALI's numpy decoder itself checks."""
-    from dalinorm.data.arrays import array_problem
+    """``data.format: numpy`` or ``tiff``: every array that is not of the declared kind (its
+    header against data.dtype, data.channels and data.layout; float32 values all finite),
+    with the reason naming what was found and what was expected
+    (:func:`~dalinorm.data.arrays.file_problem`). No DALI stage: the header checks cover what
+    DALI's decoders refuse or silently get wrong (docs/KINDS.md)."""
+    from dalinorm.data.arrays import file_problem
 
-    data = cfg.data
     bar = progress_bar(len(sources), unit="file", desc=desc, enabled=progress)
 
     def problem(source):
-        return array_problem(source.path, dtype=data.dtype, channels=data.channels,
-                             layout=data.layout, max_pixels=data.max_pixels)
+        return file_problem(source.path, cfg.data)
 
     bad = []
     with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:
@@ -255,7 +254,7 @@ def _check(names: list[Path], sources: list, cfg: Config, *, progress: bool, des
            where=None) -> list[BadFile]:
     """Every unusable image among ``sources`` (reported under ``names``, and ``where(i)`` if
     given), with its reason."""
-    if cfg.data.format == "numpy":
+    if cfg.data.reads_arrays:
         return _check_arrays(names, sources, cfg, progress=progress, desc=desc)
     bar = progress_bar(len(sources) * 2, unit="step", desc=desc, enabled=progress)
     bad: dict[int, str] = {}

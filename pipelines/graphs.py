@@ -34,7 +34,7 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
     reader carries leftover samples into the next epoch and shards overlap; see docs). A pack:
     this rank's tars through a shuffle buffer (``data.shuffle_buffer``) seeded per rank.
     """
-    if cfg.data.format == "numpy":
+    if cfg.data.reads_arrays:
         return build_array_train_pipeline(cfg, spec, normalization)
     fn, types, _ = import_dali()
     pipe = new_pipeline(cfg, spec)
@@ -92,7 +92,7 @@ def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool, normal
 
 def build_decode_pipeline(cfg: Config, spec: GraphSpec):
     """Read and decode only (uint8 RGB, the images as stored): the decode floor of ``bench``."""
-    if cfg.data.format == "numpy":
+    if cfg.data.reads_arrays:
         return build_array_decode_pipeline(cfg, spec)
     pipe = new_pipeline(cfg, spec)
     with pipe:
@@ -103,7 +103,7 @@ def build_decode_pipeline(cfg: Config, spec: GraphSpec):
 
 def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalization):
     """torchvision's Resize(resize_shorter) + CenterCrop(crop) + Normalize as one DALI graph."""
-    if cfg.data.format == "numpy":
+    if cfg.data.reads_arrays:
         return build_array_eval_pipeline(cfg, spec, normalization)
     pipe = new_pipeline(cfg, spec)
     with pipe:

@@ -145,7 +145,7 @@ def reduce_split(
     progress: bool = False,
 ) -> tuple[MomentsAccumulator, str]:
     """Moments of this rank's block of ``listing``; returns (accumulator, decoder device)."""
-    block = ArrayBlockReducer if cfg.data.format == "numpy" else RankBlockReducer
+    block = ArrayBlockReducer if cfg.data.reads_arrays else RankBlockReducer
     reducer = block(cfg, listing, rank=rank, world_size=world_size, histogram=histogram)
     return reducer.reduce(progress=progress), reducer.decoder_device
 

@@ -80,7 +80,7 @@ def test_listing_is_imagefolder_order_of_npy_files(uint16_tree):
 
 
 def test_layout_is_for_arrays_only():
-    with pytest.raises(ConfigError, match=r"data.layout: is for arrays only"):
+    with pytest.raises(ConfigError, match=r"data.layout: is for .npy arrays only"):
         config_from_dict({"data": {"layout": "CHW"}})
     with pytest.raises(ConfigError, match=r"data.layout: must be one of HWC\|CHW"):
         config_from_dict({"data": {"format": "numpy", "layout": "WHC"}})
@@ -220,6 +220,8 @@ def test_check_data_names_what_was_found_and_expected(tmp_path):
 def test_bad_array_is_skipped_with_on_bad_file_skip(tmp_path):
     root = write_array_tree(tmp_path, "uint16")
     np.save(root / "train" / "water" / "eight_bit.npy", np.zeros((9, 9, CHANNELS), np.uint8))
+    with pytest.raises(DatasetError, match=r"eight_bit.npy: dtype \|u1 \(uint8\), expected uint16"):
+        DaliLoader(array_config(root, "uint16"), "train")  # data.on_bad_file: error (default)
     cfg = array_config(root, "uint16", data={"on_bad_file": "skip"}, loader={"drop_last": True})
     loader = DaliLoader(cfg, "train")
     assert loader.skipped_files == 1 and len(loader.listing) == 2 * len(SIZES)
@@ -325,3 +327,66 @@ def test_resume_and_sharding_work_for_arrays(uint16_tree):
     whole = torch.cat([x for x, _ in DaliLoader(cfg, "val")])
     parts = [torch.cat([x for x, _ in DaliLoader(cfg, "val", rank=r, world_size=3)]) for r in range(3)]
     assert torch.equal(torch.cat(parts), whole)
+
+
+# ---------------------------------------------------------------------------- multi-band TIFF
+
+tifffile = pytest.importorskip("tifffile")
+
+
+def write_tiff_tree(root: Path, dtype: str, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for cls in ("forest", "water"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i, (h, w) in enumerate(SIZES):
+                # interleaved samples (what DALI decodes), deflate-compressed every other file
+                tifffile.imwrite(folder / f"tile_{i}.tif", textured_array(h, w, dtype, rng),
+                                 photometric="minisblack", planarconfig="contig",
+                                 compression="zlib" if i % 2 else None)
+    return root
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_multiband_tiff_eval_and_statistics(tmp_path, dtype):
+    from dalinorm.stats.compute import compute_stats
+
+    root = write_tiff_tree(tmp_path, dtype)
+    cfg = array_config(root, dtype, data={"format": "tiff"})
+    for (a, la), (b, lb) in zip(DaliLoader(cfg, "val"), reference_loader(cfg, "val", num_workers=0)):
+        assert a.shape == (len(la), CHANNELS, 28, 28) and torch.equal(la, lb)
+        assert_array_parity(a, b, "cpu", dtype)
+    stats = compute_stats(cfg)
+    pixels = np.concatenate([tifffile.imread(f).reshape(-1, CHANNELS)
+                             for f in sorted((root / "train").glob("*/*.tif"))]).astype(np.float64)
+    scale = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}[dtype]
+    np.testing.assert_allclose(stats.mean, pixels.mean(0) / scale, rtol=1e-12)
+    np.testing.assert_allclose(stats.std, pixels.std(0) / scale, rtol=1e-12)
+
+
+def test_tiffs_dali_cannot_decode_are_named(tmp_path):
+    from dalinorm.pipelines.checks import check_split
+
+    root = write_tiff_tree(tmp_path, "uint16")
+    bad = root / "train" / "water"
+    planes = np.zeros((CHANNELS, 9, 9), np.uint16)
+    tifffile.imwrite(bad / "planar.tif", planes, photometric="minisblack", planarconfig="separate")
+    tifffile.imwrite(bad / "eight_bit.tif", np.zeros((9, 9, CHANNELS), np.uint8),
+                     photometric="minisblack", planarconfig="contig")
+    tifffile.imwrite(bad / "rgba.tif", np.zeros((9, 9, 4), np.uint16), photometric="rgb",
+                     planarconfig="contig", extrasamples=["unassalpha"])
+    tifffile.imwrite(bad / "stack.tif", np.zeros((2, 9, 9, CHANNELS), np.uint16),
+                     photometric="minisblack", planarconfig="contig")
+    (bad / "junk.tif").write_bytes(b"II*\x00 but nothing else")
+    cfg = array_config(root, "uint16", data={"format": "tiff"})
+    reasons = {b.path.name: b.reason for b in check_split(cfg, "train").bad}
+    assert set(reasons) == {"planar.tif", "eight_bit.tif", "rgba.tif", "stack.tif", "junk.tif"}
+    assert reasons["planar.tif"].startswith("planar TIFF (8 samples stored plane by plane)")
+    assert reasons["eight_bit.tif"].startswith("uint8 samples, expected uint16 (data.dtype)")
+    assert reasons["rgba.tif"] == "4 samples per pixel, expected 8 (data.channels)"
+    assert reasons["stack.tif"].startswith("2-page TIFF")
+    assert reasons["junk.tif"].startswith("not a readable TIFF")
+    # before any pipeline runs, the loader names the first such file (headers only)
+    with pytest.raises(DatasetError, match=r"eight_bit.tif: uint8 samples, expected uint16"):
+        DaliLoader(cfg, "train")
