@@ -51,6 +51,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         read_stats_file(cfg.normalize.stats_file)
     sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    from dalinorm.stats.normalization import explain_normalization
+
+    for line in explain_normalization(cfg):  # YAML comments: the output stays a valid config
+        sys.stdout.write(f"# {line}\n")
     return 0
 
 

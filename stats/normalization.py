@@ -27,8 +27,8 @@ from dalinorm.stats.moments import exact_mean_var, histogram_percentile
 
 log = logging.getLogger(__name__)
 
-__all__ = ["clipped_moments", "load_stats_for_config", "percentile_normalization",
-           "resolve_normalization"]
+__all__ = ["clipped_moments", "explain_normalization", "load_stats_for_config",
+           "percentile_normalization", "resolve_normalization"]
 
 
 def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
@@ -162,6 +162,33 @@ def percentile_normalization(stats: DatasetStats, percents: Sequence[float], the
         stds.append(std / top)
     origin = (f"{where} (percentile p{low_p:g}-p{high_p:g} clip, then {then}: levels "
               + ", ".join(f"[{round(lo * top)}, {round(hi * top)}]" for lo, hi in zip(lows, highs))
+              + ("" if then == "scale" else
+                 "; clipped mean " + ", ".join(f"{m * top:.2f}" for m in means)
+                 + " std " + ", ".join(f"{s * top:.2f}" for s in stds))
               + ")")
     return Normalization(tuple(means), tuple(stds), origin, clip_low=tuple(lows),
                          clip_high=tuple(highs))
+
+
+def explain_normalization(cfg: Config) -> list[str]:
+    """What the config's ``normalize`` and ``stats.background`` keys will do, in words, one
+    line each (``dalinorm validate`` prints them). Reads the stats file, if any, without the
+    training split's fingerprint check (validate does not list the data)."""
+    norm = cfg.normalize
+    lines = []
+    if norm.mode == "percentile":
+        low, high = norm.percentiles
+        then = ("scaled so [lo, hi] maps onto [0, 1]" if norm.then == "scale" else
+                "standardized by the mean and std of the clipped training pixels")
+        lines.append(f"normalize.mode percentile: each channel clipped to its training-split "
+                     f"p{low:g}..p{high:g} (numpy inverted_cdf), then {then}")
+    background = cfg.stats.background_levels(cfg.data.channels)
+    if background is not None:
+        lines.append(f"stats.background {list(background)}: pixels equal to it in every channel "
+                     "are left out of counts, sums, histograms and percentiles")
+        if norm.keep_background:
+            lines.append("normalize.keep_background: such pixels of the output keep the "
+                         "background's value instead of being normalized")
+    if norm.source == "stats" or norm.mode == "per_image":
+        lines.append(f"applies: {resolve_normalization(cfg, check_fingerprint=False).origin}")
+    return lines

@@ -184,3 +184,24 @@ def test_defaults_are_filled_in():
                                           "stats_file": "s.yaml"}})
     assert cfg.normalize.percentiles == (0.5, 99.5) and cfg.normalize.then == "scale"
     assert config_from_dict({}).normalize.percentiles is None
+
+
+def test_validate_explains_the_percentile_keys(data, capsys):
+    """`dalinorm validate` prints the resolved keys, then what they do as YAML comments:
+    the percents and the clip levels read from the stats file (the output stays YAML)."""
+    import yaml
+
+    from dalinorm import cli
+
+    root, stats_file, pixels = data
+    sample = str(cli.SAMPLE_CONFIG)
+    argv = ["validate", sample, "--set", f"data.root={root}", "--set", "normalize.mode=percentile",
+            "--set", "normalize.source=stats", "--set", f"normalize.stats_file={stats_file}",
+            "--set", f"normalize.percentiles=[{LOW}, {HIGH}]"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out)["normalize"]["then"] == "scale"
+    lo, hi = _bounds(pixels)
+    assert ("# normalize.mode percentile: each channel clipped to its training-split "
+            f"p{LOW:g}..p{HIGH:g}") in out
+    assert "levels " + ", ".join(f"[{int(a)}, {int(b)}]" for a, b in zip(lo, hi)) in out
