@@ -23,20 +23,24 @@ def stream_epoch(loader) -> dict:
     import torch
 
     reduce_dims = [0, 2, 3]  # images are [N, C, H, W] in either memory format
-    total = torch.zeros(3, dtype=torch.float64)
-    total_sq = torch.zeros(3, dtype=torch.float64)
+    total = total_sq = None  # per channel: 1 (grayscale), 3 (RGB) or C
     values = 0
     images_seen = 0
     shape = dtype = device = None
     start = time.perf_counter()
     for batches, (images, labels) in enumerate(loader, start=1):
         x = images.to(torch.float64)
+        if total is None:
+            total = torch.zeros(x.shape[1], dtype=torch.float64)
+            total_sq = torch.zeros(x.shape[1], dtype=torch.float64)
         total += x.sum(dim=reduce_dims).cpu()
         total_sq += (x * x).sum(dim=reduce_dims).cpu()
-        values += x.numel() // 3
+        values += x.numel() // x.shape[1]
         images_seen += labels.shape[0]
         shape, dtype, device = tuple(images.shape), images.dtype, images.device
     seconds = time.perf_counter() - start
+    if total is None:
+        total = total_sq = torch.zeros(1, dtype=torch.float64)
     mean = total / max(values, 1)
     std = (total_sq / max(values, 1) - mean * mean).clamp_min(0).sqrt()
     return {

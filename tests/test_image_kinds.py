@@ -237,3 +237,29 @@ def test_a_file_of_the_other_bit_depth_is_a_named_error(roots, tmp_path):
         DaliLoader(eight, "train")
     names = sorted(b.path.name for b in check_split(eight, "train").bad)
     assert names == ["0.png", "1.tif"]
+
+
+# ---------------------------------------------------------------------------- shipped samples
+@pytest.mark.parametrize("name, dtype", [("sample_gray", "uint8"), ("sample_gray16", "uint16")])
+def test_demo_runs_on_the_shipped_gray_samples(name, dtype):
+    from testkit import REPO
+
+    from dalinorm.commands.demo import demo_lines
+    from dalinorm.config import load_config
+
+    path = REPO / "configs" / f"{name}.yaml"
+    cfg = load_config(path, overrides=["loader.device=cpu"])
+    assert (cfg.data.channels, cfg.data.dtype) == (1, dtype)
+    lines = list(demo_lines(cfg, str(path)))
+    shapes = [line for line in lines if "batch shape" in line]
+    assert len(shapes) == 2 and all("[4, 1, 64, 64] float32" in line for line in shapes)
+    text = "\n".join(lines)
+    assert ("mean_65535" in text) == (dtype == "uint16")
+    # every sample file really has the declared bit depth (16-bit: not 8-bit × 257)
+    from dalinorm.data.sample_type import read_sample_type
+
+    files = [p for p in cfg.data.root.rglob("*") if p.suffix in (".png", ".tif")]
+    assert {read_sample_type(p).bits for p in files} == {16 if dtype == "uint16" else 8}
+    if dtype == "uint16":
+        levels = np.concatenate([np.asarray(Image.open(p)).ravel() for p in files])
+        assert levels.max() == 65535 and (levels % 257 != 0).mean() > 0.9
