@@ -19,6 +19,8 @@ depth are refused before the graph runs, by their headers (:mod:`dalinorm.data.s
 
 from __future__ import annotations
 
+import numpy as np
+
 from dalinorm.config import Config
 
 __all__ = ["LUMA_WEIGHTS", "decode_kind_args", "full_scale_of", "to_data_channels"]
@@ -46,17 +48,49 @@ def decode_kind_args(cfg: Config) -> dict:
     return args
 
 
-def to_data_channels(images, cfg: Config):
+def _luma_run(out0, in0):  # pragma: no cover - compiled by numba, run inside DALI
+    # out0 [H, W, 1], in0 [H, W, 3] (uint8 or uint16): PIL's rule, in int64 (exact)
+    for y in range(in0.shape[0]):
+        for x in range(in0.shape[1]):
+            out0[y, x, 0] = (np.int64(in0[y, x, 0]) * 19595 + np.int64(in0[y, x, 1]) * 38470
+                             + np.int64(in0[y, x, 2]) * 7471 + 32768) >> 16
+
+
+def _luma_setup(outs, ins):  # pragma: no cover - compiled by numba
+    for i in range(len(ins[0])):
+        outs[0][i][0] = ins[0][i][0]
+        outs[0][i][1] = ins[0][i][1]
+        outs[0][i][2] = 1
+
+
+def to_data_channels(images, cfg: Config, *, on_gpu: bool = False):
     """Decoded RGB HWC images → ``data.channels`` channels: as they are for 3; for 1, PIL's
-    ``convert("L")`` in integers (int64 arithmetic, floor division = the shift), [H, W, 1]
-    of the same dtype. Stock operators: one definition for both devices."""
+    ``convert("L")`` in integers, [H, W, 1] of the same dtype. On the CPU a numba operator
+    (one pass: with DALI's CPU arithmetic, 16-bit 512² PNGs decoded at 68 images/s instead
+    of 187 on two cores; with the operator decode + luma ran as fast as the RGB decode alone,
+    ≈85 vs 83 images/s on a loaded machine, 2026-12-01; decoding straight to GRAY would be
+    ≈25% faster but DALI's rule is not PIL's). On the GPU, or without numba, stock operators
+    (int64 arithmetic, floor division = the shift)."""
     if cfg.data.channels == 3:
         return images
     from dalinorm.pipelines.specs import import_dali
 
     fn, types, _ = import_dali()
+    sample = types.UINT16 if cfg.data.dtype == "uint16" else types.UINT8
+    if not on_gpu:
+        try:
+            from nvidia.dali.plugin.numba import NumbaFunction
+
+            from dalinorm.pipelines.resample import numba_operator
+        except ImportError:
+            pass
+        else:
+            op = numba_operator(("luma", cfg.data.dtype), lambda: NumbaFunction(
+                run_fn=_luma_run, setup_fn=_luma_setup, out_types=[sample], in_types=[sample],
+                outs_ndim=[3], ins_ndim=[3], batch_processing=False))
+            return op(images)
     wide = fn.cast(images, dtype=types.INT64)
     r, g, b = (wide[:, :, c:c + 1] for c in range(3))
     kr, kg, kb = LUMA_WEIGHTS
     luma = (r * kr + g * kg + b * kb + (1 << (_LUMA_SHIFT - 1))) // (1 << _LUMA_SHIFT)
-    return fn.cast(luma, dtype=types.UINT16 if cfg.data.dtype == "uint16" else types.UINT8)
+    return fn.cast(luma, dtype=sample)

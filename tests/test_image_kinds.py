@@ -263,3 +263,39 @@ def test_demo_runs_on_the_shipped_gray_samples(name, dtype):
     if dtype == "uint16":
         levels = np.concatenate([np.asarray(Image.open(p)).ravel() for p in files])
         assert levels.max() == 65535 and (levels % 257 != 0).mean() > 0.9
+
+
+@pytest.mark.parametrize("on_gpu", [False, True], ids=["numba", "stock"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_luma_is_pils_convert_L_in_both_implementations(tmp_path, dtype, on_gpu):
+    """The CPU's numba operator and the stock-operator graph the GPU runs (built here on the
+    CPU backend) both give PIL's convert("L") on 8-bit RGB (DALI's own GRAY is 1 level off on
+    half the pixels) and the same integer rule on 16-bit RGB."""
+    from nvidia.dali import fn, pipeline_def
+
+    from dalinorm.config import config_from_dict
+    from dalinorm.pipelines.kinds import decode_kind_args, to_data_channels
+
+    rgb = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    if dtype == "uint8":
+        Image.fromarray(rgb).save(tmp_path / "x.png")
+        want = np.asarray(Image.fromarray(rgb).convert("L")).astype(np.int64)
+    else:
+        rgb = _sixteen(rgb, np.random.default_rng(4))
+        write_png16(tmp_path / "x.png", rgb)
+        w = rgb.astype(np.int64)
+        want = (w[..., 0] * 19595 + w[..., 1] * 38470 + w[..., 2] * 7471 + 2**15) >> 16
+    cfg = config_from_dict({"data": {"channels": 1, "dtype": dtype}, "normalize": {"source": "none"}})
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe():
+        encoded, _ = fn.readers.file(files=[str(tmp_path / "x.png")])
+        images = fn.decoders.image(encoded, device="cpu", **decode_kind_args(cfg))
+        return to_data_channels(images, cfg, on_gpu=on_gpu)
+
+    p = pipe()
+    p.build()
+    (out,) = p.run()
+    got = np.asarray(out[0])
+    assert got.shape == (37, 53, 1) and got.dtype == np.dtype(dtype)
+    assert np.array_equal(got[..., 0].astype(np.int64), want)
