@@ -307,8 +307,11 @@ def stats_pass(cfg: Config, epochs: int) -> BenchResult:
     from dalinorm.pipelines.usable import usable_listing
     from dalinorm.stats.compute import RankBlockReducer
 
+    from dalinorm.stats.arrays import ArrayBlockReducer
+
     listing, _ = usable_listing(cfg, "train")
-    reducer = RankBlockReducer(cfg, listing)  # built once: the steady state, like the floor
+    block = ArrayBlockReducer if cfg.data.reads_arrays else RankBlockReducer
+    reducer = block(cfg, listing)  # built once: the steady state, like the floor
     return _repeat("stats pass", len(listing), reducer.reduce, epochs)
 
 
@@ -336,7 +339,12 @@ CANDIDATES: dict[str, str] = {
     "torchvision": "classic DataLoader: ImageFolder + transforms (v1), default collate",
     "torchvision-v2": "DataLoader: ImageFolder + transforms.v2 on PIL, default collate",
     "dali-stock": "DALI's stock graph (RN50 example) + DALIGenericIterator, not exact",
+    "reference": "dalinorm's reference DataLoader (np.load or PIL + transforms.v2): the only "
+                 "torchvision baseline for arrays",
 }
+# Candidates that read images with PIL or DALI's image graphs: for arrays (data.format numpy
+# or tiff) the torchvision ones are replaced by the reference DataLoader, dali-stock dropped.
+_IMAGE_ONLY = ("torchvision", "torchvision-v2", "dali-stock")
 # The DataLoaders' batches in flight per worker: PyTorch's default; with 2+ workers that is
 # at least DALI's prefetch depth of 2, and throughput does not grow with more.
 PREFETCH_FACTOR = 2
@@ -442,6 +450,10 @@ def build_candidate(name: str, cfg: Config, split: str, *, workers: int,
         return plain_dataloader(cfg, split, workers=workers, v2=name == "torchvision-v2")
     if name == "dali-stock":
         return StockDaliLoader(cfg, split, device_id)
+    if name == "reference":
+        from dalinorm.integration.reference import reference_loader
+
+        return reference_loader(cfg, split, num_workers=workers)
     raise UsageError("candidates", f"{name!r} is not a bench candidate; expected one of "
                                    f"{', '.join(CANDIDATES)}")
 
@@ -473,6 +485,14 @@ def run_bench(
         if name not in CANDIDATES:
             raise UsageError("candidates", f"{name!r} is not a bench candidate; expected one of "
                                            f"{', '.join(CANDIDATES)}")
+    if cfg.data.reads_arrays and any(name in _IMAGE_ONLY for name in candidates):
+        asked = candidates
+        candidates = tuple(dict.fromkeys(
+            "reference" if name in _IMAGE_ONLY[:2] else name
+            for name in candidates if name != "dali-stock"))
+        log.info("bench on arrays (data.format %s): candidates %s instead of %s (PIL and DALI's "
+                 "image graphs do not read arrays)", cfg.data.format, ",".join(candidates),
+                 ",".join(asked))
     workers = (os.cpu_count() or 1) if workers is None else workers
     device_id = _dali_device_id(cfg)
     loaders = {name: build_candidate(name, cfg, split, workers=workers, device_id=device_id)

@@ -259,6 +259,14 @@ def test_uint16_statistics_are_exact(tmp_path, layout):
     for key, percent in (("p0.5", 0.5), ("p50", 50), ("p99.5", 99.5)):
         expected = np.percentile(pixels, percent, axis=0, method="inverted_cdf")
         assert list(stats.percentiles[key]) == expected.astype(int).tolist()
+    # 8 × 65,536 histogram bins: packed rows in the stats file, read back exactly and fast
+    from dalinorm.stats.file import read_stats_file, write_stats_file
+
+    write_stats_file(tmp_path / "stats.yaml", stats)
+    assert (tmp_path / "stats.yaml").stat().st_size < 200_000  # 1.6 MB as YAML lists
+    back = read_stats_file(tmp_path / "stats.yaml")
+    assert back.histogram == stats.histogram and len(back.histogram[0]) == 65536
+    assert back.percentiles == stats.percentiles
 
 
 def test_float32_statistics_within_the_stated_bound(tmp_path):
@@ -390,3 +398,19 @@ def test_tiffs_dali_cannot_decode_are_named(tmp_path):
     # before any pipeline runs, the loader names the first such file (headers only)
     with pytest.raises(DatasetError, match=r"eight_bit.tif: uint8 samples, expected uint16"):
         DaliLoader(cfg, "train")
+
+
+def test_demo_runs_on_the_shipped_8_band_sample():
+    from dalinorm.commands.demo import demo_lines
+    from dalinorm.config import load_config
+    from testkit import REPO
+
+    sample = REPO / "sample_data" / "multiband"
+    files = sorted(sample.glob("*/*/*.npy"))
+    assert len(files) == 21 and sum(f.stat().st_size for f in files) <= 700_000
+    assert (sample / "LICENSES.md").read_text().count("- Licence:") == 3
+    path = REPO / "configs" / "sample_multiband.yaml"
+    lines = list(demo_lines(load_config(path), str(path)))
+    text = "\n".join(lines)
+    assert "8 channels, uint16" in text and "batch shape [4, 8, 32, 32] float32" in text
+    assert "batch shape [2, 8, 32, 32]" in text  # val: 6 arrays, the last batch of 2
