@@ -83,6 +83,8 @@ def checked_list_cache(cfg: Config, split: str, listing: SplitListing) -> tuple[
            f"max_pixels {cfg.data.max_pixels} exif {cfg.data.exif}")
     if cfg.data.reads_arrays:  # what makes an array bad: its declared kind
         key += f" arrays {cfg.data.dtype} {cfg.data.channels} {cfg.data.layout}"
+    elif cfg.data.dtype != "uint8":  # images: the declared bit depth decides (8-bit keys unchanged)
+        key += f" dtype {cfg.data.dtype}"
     name = f"checked-{split_dir.name}-{hashlib.sha256(str(split_dir).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}.txt"
     split_dirs = {cfg.split_dir(s).resolve() for s in ("train", "val")}
     if root not in split_dirs and _writable(root / CACHE_DIR_NAME):

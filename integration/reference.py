@@ -15,6 +15,7 @@ from typing import Any
 from dalinorm.config import Config
 from dalinorm.data.arrays import array_full_scale, load_array
 from dalinorm.data.listing import ImageSource
+from dalinorm.errors import DatasetError
 from dalinorm.pipelines.arrays import spread_channels
 from dalinorm.pipelines.kinds import LUMA_WEIGHTS
 from dalinorm.pipelines.kinds import full_scale_of
@@ -88,6 +89,10 @@ class Open16:
             from PIL import Image
 
             with Image.open(io.BytesIO(data)) as img:
+                if not img.mode.startswith("I;16"):  # PIL reads 16-bit TIFF as gray only
+                    raise DatasetError(f"{source.path}: a {img.mode} TIFF, which the reference "
+                                       "path cannot read as 16 bits (PIL reads 16-bit TIFF as "
+                                       "grayscale I;16 only); store 16-bit RGB as PNG")
                 array = np.array(img)  # I;16, I;16B: uint16 [H, W]
             planes = torch.from_numpy(array.astype(np.int64)).reshape(array.shape[0], array.shape[1], -1)
             planes = planes.permute(2, 0, 1)
