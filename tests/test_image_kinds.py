@@ -164,6 +164,10 @@ def test_stats_file_records_the_sample_type_and_refuses_another(roots, tmp_path)
     good = kind_config(roots["gray16"], "gray16", "stats.resolution=eval",
                        normalize={"source": "stats", "stats_file": str(path)})
     assert resolve_normalization(good).mean == stats.mean
+    # stats.resolution: eval reduces the 16-bit float resize rounded to integer levels
+    evald = compute_stats(good, histogram=True)
+    assert evald.num_pixels == 6 * 32 * 32 and len(evald.histogram[0]) == 65536
+    assert abs(evald.mean[0] - stats.mean[0]) < 0.05 and evald.max[0] > 255
 
 
 # ---------------------------------------------------------------------------- graphs
