@@ -174,6 +174,8 @@ def reference_array_transform(cfg: Config, split: str):
     normalize = (PerImageStandardize() if norm.per_image
                  else v2.Normalize(mean=spread_channels(norm.mean, channels),
                                    std=spread_channels(norm.std, channels)))
+    if norm.clipped:  # normalize.mode: percentile
+        normalize = v2.Compose([ClipChannels(norm.clip_low, norm.clip_high), normalize])
     return v2.Compose([*geometry, normalize])
 
 

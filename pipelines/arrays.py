@@ -29,7 +29,12 @@ import math
 from dalinorm.config import Config
 from dalinorm.data.arrays import array_full_scale
 from dalinorm.errors import ConfigError
-from dalinorm.pipelines.normalize import Normalization, dali_mean_std, standardize_per_image
+from dalinorm.pipelines.normalize import (
+    Normalization,
+    clip_images,
+    dali_mean_std,
+    standardize_per_image,
+)
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import torchvision_eval_geometry
 from dalinorm.pipelines.specs import GraphSpec, import_dali, new_pipeline
@@ -161,6 +166,8 @@ def _normalize(arrays, cfg: Config, normalization: Normalization, *, size: int, 
         images = standardize_per_image(images * (255.0 / scale),
                                        values=size * size * cfg.data.channels)
         return fn.cast(images, dtype=types.FLOAT16) if cfg.output.dtype == "float16" else images
+    if normalization.clipped:  # normalize.mode: percentile (integer arrays: histogram levels)
+        arrays = clip_images(arrays, normalization, full_scale=array_full_scale(cfg.data.dtype))
     mean, std = array_mean_std(cfg, normalization)
     return fn.crop_mirror_normalize(arrays, dtype=dtype, output_layout=layout, mean=mean, std=std,
                                     **extra)

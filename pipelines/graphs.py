@@ -11,7 +11,7 @@ from dalinorm.pipelines.arrays import (
     build_array_train_pipeline,
 )
 from dalinorm.pipelines.kinds import decode_kind_args, to_data_channels
-from dalinorm.pipelines.normalize import Normalization, dali_mean_std, normalize_images
+from dalinorm.pipelines.normalize import Normalization, fused_normalize_args, normalize_images
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
 from dalinorm.pipelines.specs import GraphSpec, decoder_args, import_dali, new_pipeline
@@ -54,15 +54,14 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
         fused = cfg.output.dtype == "float32" and normalization.fusable
         if exact_resize(cfg, spec) and fused:
             # resize, mirror and normalize in one pass over the output (the CPU's hot path);
-            # per_image and percentile clipping take the path below: the same exact
-            # resize, then their own operators
+            # (a percentile clip too); per_image and keep_background take the path below:
+            # the same exact resize, then their own operators
             from dalinorm.pipelines.resample import pil_resize_numba
 
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-            mean, std = dali_mean_std(normalization)
             layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
             images = pil_resize_numba(images, out_h=size, out_w=size,
-                                      normalize=(mean, std, layout, mirror))
+                                      normalize=fused_normalize_args(normalization, layout, mirror))
         else:
             images = resize_images(cfg, spec, images, out_h=size, out_w=size)
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
@@ -111,10 +110,10 @@ def build_eval_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizati
         if exact_resize(cfg, spec) and fused:
             # the window's resize and normalization in one pass (the CPU's hot path, as in
             # train): 0.12 ms of crop_mirror_normalize per image replaced by ≈0.06
-            mean, std = dali_mean_std(normalization)
             layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
-            images, labels = decode_in_order(cfg, spec, eval_geometry=True,
-                                             normalize=(mean, std, layout, None))
+            images, labels = decode_in_order(
+                cfg, spec, eval_geometry=True,
+                normalize=fused_normalize_args(normalization, layout, None))
         else:
             images, labels = decode_in_order(cfg, spec, eval_geometry=True)
             images = normalize_images(images, cfg, normalization, size=(cfg.eval.crop,) * 2)

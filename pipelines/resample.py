@@ -223,28 +223,30 @@ def _resample_into(out, img, full_h, full_w, top, left, vertical_rule):  # pragm
 
 
 @_jit
-def _normalize_into(out, res, mirror, mean, inv_std, chw):  # pragma: no cover
-    """out float32 (CHW or HWC) ← (res - mean) · inv_std, flipped left-right if ``mirror``.
+def _normalize_into(out, res, mirror, mean, inv_std, low, high, chw):  # pragma: no cover
+    """out float32 (CHW or HWC) ← (clamp(res, low, high) - mean) · inv_std, flipped left-right
+    if ``mirror`` (low/high per channel; ±3e38 when there is no clip: a no-op).
     CHW is written plane by plane, row by row (contiguous stores: 0.16 → 0.09 ms per 224²
     image); the arithmetic per value is the same either way."""
     h, w, channels = res.shape
     if chw:
         for c in range(channels):
-            m, s = mean[c], inv_std[c]
+            m, s, lo, hi = mean[c], inv_std[c], low[c], high[c]
             for y in range(h):
                 row, plane_row = res[y], out[c, y]
                 if mirror:
                     for x in range(w):
-                        plane_row[x] = (np.float32(row[w - 1 - x, c]) - m) * s
+                        plane_row[x] = (min(max(np.float32(row[w - 1 - x, c]), lo), hi) - m) * s
                 else:
                     for x in range(w):
-                        plane_row[x] = (np.float32(row[x, c]) - m) * s
+                        plane_row[x] = (min(max(np.float32(row[x, c]), lo), hi) - m) * s
         return
     for y in range(h):
         for x in range(w):
             xs = w - 1 - x if mirror else x
             for c in range(channels):
-                out[y, x, c] = (np.float32(res[y, xs, c]) - mean[c]) * inv_std[c]
+                v = min(max(np.float32(res[y, xs, c]), low[c]), high[c])
+                out[y, x, c] = (v - mean[c]) * inv_std[c]
 
 
 def resample_into(out: np.ndarray, img: np.ndarray, full_h: int | None = None,
@@ -284,8 +286,9 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
     ``geometry``: None to resize the whole image to out_h × out_w, or an int32 [4] node
     (full_h, full_w, top, left) per sample for the window of a larger resize. ``normalize``:
     None for uint8 HWC output, or (mean, std in 0–255 units, layout "CHW"|"HWC", mirror node
-    or None) for float32 output, as ``crop_mirror_normalize`` would give it (a window is
-    never mirrored: eval).
+    or None[, low, high]) for float32 output, as ``crop_mirror_normalize`` would give it (a
+    window is never mirrored: eval), each value first clamped to [low, high] per channel when
+    those are given (``normalize.mode: percentile``).
     """
     from nvidia.dali import fn, types
 
@@ -299,14 +302,17 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
     if normalize is None:
         op = numba_operator(("resize", PILLOW_VERTICAL_FIRST), _resize_operator)
         return op(images, size, geometry)[0]
-    mean, std, layout, mirror = normalize
+    mean, std, layout, mirror, *clip = normalize
+    low, high = clip if clip and clip[0] is not None else ([-3e38] * len(mean), [3e38] * len(mean))
     mirror = (types.Constant(np.zeros(1, np.int32), device="cpu") if mirror is None
               else fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]))
-    mean = types.Constant(np.array(mean, np.float32), device="cpu")
-    inv_std = types.Constant((1.0 / np.array(std, np.float64)).astype(np.float32), device="cpu")
+    # one [4, C] input (NumbaFunction takes at most 6 inputs): mean, 1/std, low, high
+    params = np.stack([np.asarray(mean, np.float64), 1.0 / np.asarray(std, np.float64),
+                       np.asarray(low, np.float64), np.asarray(high, np.float64)])
+    params = types.Constant(params.astype(np.float32), device="cpu")
     op = numba_operator(("resize+normalize", layout, PILLOW_VERTICAL_FIRST),
                         lambda: _normalizing_operator(layout == "CHW"))
-    return op(images, size, geometry, mirror, mean, inv_std)[0]
+    return op(images, size, geometry, mirror, params)[0]
 
 
 def _resize_operator():
@@ -331,7 +337,8 @@ def _resize_operator():
 
 
 def _normalizing_operator(chw: bool):
-    """(image, size, window, mirror, mean, 1/std) → float32 CHW or HWC, in one pass."""
+    """(image, size, window, mirror, [mean, 1/std, low, high]) → float32 CHW or HWC, in one
+    pass."""
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
@@ -349,12 +356,12 @@ def _normalizing_operator(chw: bool):
                 outs[0][i][2] = ins[0][i][2]
             outs[1][i][0] = 0
 
-    def run(out0, out1, in0, in1, in2, in3, in4, in5):  # pragma: no cover - compiled by numba
+    def run(out0, out1, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
         res = np.empty((in1.shape[0], in1.shape[1], in0.shape[2]), np.uint8)
         resample(res, in0, in2[0], in2[1], in2[2], in2[3], vertical_rule)
-        normalize_into(out0, res, in3[0] != 0, in4, in5, chw)
+        normalize_into(out0, res, in3[0] != 0, in4[0], in4[1], in4[2], in4[3], chw)
 
     return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT, types.UINT8],
                          in_types=[types.UINT8, types.UINT8, types.INT32, types.INT32,
-                                   types.FLOAT, types.FLOAT],
-                         outs_ndim=[3, 1], ins_ndim=[3, 3, 1, 1, 1, 1], batch_processing=False)
+                                   types.FLOAT],
+                         outs_ndim=[3, 1], ins_ndim=[3, 3, 1, 1, 2], batch_processing=False)

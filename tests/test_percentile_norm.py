@@ -120,13 +120,15 @@ def test_eval_output_equals_numpy_clip_then_affine(data, then):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_output_lies_on_the_clipped_level_grid(data, device, split):
-    """Every path, the train graph and the GPU's included (whose resize is not Pillow's, and
-    which must not skip the clip): each output value, mapped back to levels, is an integer in
-    [lo, hi] per channel (within 1e-3 level: float32 rounding of y * (hi - lo) ~ 1e-5), and
-    both bounds are reached: the clip is applied and nothing else moved."""
+@pytest.mark.parametrize("resize", ["pil", "fast"])
+def test_output_lies_on_the_clipped_level_grid(data, device, split, resize):
+    """Every path: the CPU's fused resize + clip + normalize (pil), the unfused math.clamp +
+    crop_mirror_normalize (fast on the CPU; every GPU graph), train and eval: each output
+    value, mapped back to levels, is an integer in [lo, hi] per channel (within 1e-3 level:
+    float32 rounding of y * (hi - lo) ~ 1e-5), and both bounds are reached: the clip is
+    applied and nothing else moved."""
     _, _, pixels = data
-    cfg = _config(data, "scale", f"loader.device={device}")
+    cfg = _config(data, "scale", f"loader.device={device}", f"loader.resize={resize}")
     lo, hi = _bounds(pixels)
     images = torch.cat([x for x, _ in DaliLoader(cfg, split)]).cpu().double().numpy()
     for c in range(3):
@@ -205,3 +207,42 @@ def test_validate_explains_the_percentile_keys(data, capsys):
     assert ("# normalize.mode percentile: each channel clipped to its training-split "
             f"p{LOW:g}..p{HIGH:g}") in out
     assert "levels " + ", ".join(f"[{int(a)}, {int(b)}]" for a, b in zip(lo, hi)) in out
+
+
+def test_multiband_arrays_are_clipped_too(tmp_path):
+    """data.format numpy (5-band uint16 .npy, mixed sizes): the array graph clips as well (it
+    has its own normalize step). Bounds: numpy's inverted_cdf over every stored value. Output:
+    within [0, 1], both ends reached per band, and equal to the reference path within the
+    array path's float32 resize tolerance (2e-6 on the [0, 1] scale, commands/parity.py's
+    ARRAY_TOLERANCES), times 65535 / (hi - lo) for the scale to [0, 1]."""
+    rng = np.random.default_rng(3)
+    arrays = []
+    for split in ("train", "val"):
+        for i, (h, w) in enumerate([(40, 52), (47, 40), (64, 64), (41, 45)]):
+            a = (rng.gamma(2.0, 3000.0, (h, w, 5)) + 1000 * np.arange(5)).clip(0, 65535)
+            a = a.astype(np.uint16)
+            folder = tmp_path / split / f"c{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / f"t{i}.npy", a)
+            if split == "train":
+                arrays.append(a.reshape(-1, 5))
+    base = ("data.format=numpy", "data.channels=5", "data.dtype=uint16", "normalize.source=none")
+    stats_file = tmp_path / "s.yaml"
+    write_stats_file(stats_file, compute_stats(make_config(tmp_path, *base)))
+    cfg = make_config(tmp_path, *base, "normalize.mode=percentile", "normalize.source=stats",
+                      f"normalize.stats_file={stats_file}", "normalize.percentiles=[2, 98]",
+                      "loader.drop_last=false")
+    pixels = np.concatenate(arrays)
+    lo = np.array([np.percentile(pixels[:, c], 2, method="inverted_cdf") for c in range(5)])
+    hi = np.array([np.percentile(pixels[:, c], 98, method="inverted_cdf") for c in range(5)])
+    norm = resolve_normalization(cfg)
+    assert np.array_equal(np.round(np.array(norm.clip_low) * 65535), lo)
+    assert np.array_equal(np.round(np.array(norm.clip_high) * 65535), hi)
+    dali = torch.cat([x for x, _ in DaliLoader(cfg, "val")]).double()
+    assert dali.shape == (4, 5, 32, 32)
+    assert dali.min() >= 0 and dali.max() <= 1 + 1e-6
+    per_band = dali.transpose(0, 1).reshape(5, -1)
+    assert (per_band.min(dim=1).values == 0).all()
+    assert torch.allclose(per_band.max(dim=1).values, torch.ones(5, dtype=torch.float64))
+    ref = torch.cat([x for x, _ in reference_loader(cfg, "val", num_workers=0)]).double()
+    torch.testing.assert_close(dali, ref, rtol=0, atol=2 * 2e-6 * 65535 / (hi - lo).min())
