@@ -58,7 +58,8 @@ def stream_epoch(loader) -> dict:
 def demo_lines(cfg: Config, config_path: str) -> Iterator[str]:
     """The demo's report, line by line, as each step finishes."""
     yield f"config: {config_path} (valid)"
-    stats = compute_stats(cfg, split="train")
+    # percentile clipping needs the histogram (the GPU's sums reducer counts it on the host)
+    stats = compute_stats(cfg, split="train", histogram=cfg.normalize.mode == "percentile")
     yield format_stats_table(stats)
     with tempfile.TemporaryDirectory(prefix="dalinorm-demo-") as tmp:
         stats_file = Path(tmp) / "train_stats.yaml"

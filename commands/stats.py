@@ -43,6 +43,9 @@ def format_stats_table(stats) -> str:
         f"({stats.resolution} resolution, {stats.weighting} weighting), decoded on {stats.decoder_device}",
         f"samples: {stats.channels} channel{'s' if stats.channels != 1 else ''}, {stats.dtype} "
         f"({stats.bit_depth}-bit; [0, 1] scale is x/{int(top)})",
+        *([f"foreground only: pixels equal to {list(stats.background)} in every channel left "
+           f"out; {stats.background_images} image(s) all background, left out"]
+          if stats.background is not None else []),
         f"{'channel':<8}{'mean':>10}{'std':>10}{'mean' + unit:>12}{'std' + unit:>12}"
         f"{'min':>{wide}}{'max':>{wide}}",
     ]

@@ -134,6 +134,10 @@ def test_file_records_the_background_and_the_loader_checks_it(bordered, tmp_path
     write_stats_file(path, compute_stats(cfg))
     again = read_stats_file(path)
     assert again.background == (0, 0, 0) and again.background_images == 1
+    from dalinorm.commands.stats import format_stats_table
+
+    assert ("foreground only: pixels equal to [0, 0, 0] in every channel left out; 1 image(s) "
+            "all background") in format_stats_table(again)
     use = ("normalize.source=stats", f"normalize.stats_file={path}")
     assert resolve_normalization(make_config(root, "stats.background=0", *use)).mean == again.mean
     # foreground statistics applied to a config that asks for every pixel: refused
