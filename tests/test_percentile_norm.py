@@ -246,3 +246,23 @@ def test_multiband_arrays_are_clipped_too(tmp_path):
     assert torch.allclose(per_band.max(dim=1).values, torch.ones(5, dtype=torch.float64))
     ref = torch.cat([x for x, _ in reference_loader(cfg, "val", num_workers=0)]).double()
     torch.testing.assert_close(dali, ref, rtol=0, atol=2 * 2e-6 * 65535 / (hi - lo).min())
+
+
+def test_clipped_moments_and_a_flat_channel(caplog):
+    """Worked example: values 0, 0, 1, 5 (counts [2, 1, 0, 0, 0, 1]) clipped to [0, 1] are
+    0, 0, 1, 1: mean 0.5, std 0.5. A channel whose bounds coincide (one level) would divide by
+    zero: it comes out as 0 (std 1 level) and the resolver says so."""
+    from dalinorm.stats.file import DatasetStats
+    from dalinorm.stats.normalization import clipped_moments, percentile_normalization
+
+    assert clipped_moments(np.array([2, 1, 0, 0, 0, 1]), 0, 1) == (0.5, 0.5)
+    flat = [0] * 256
+    flat[7] = 10
+    varied = list(np.bincount(np.arange(0, 250, 5), minlength=256))
+    stats = DatasetStats(mean=(0.1,) * 3, std=(0.1,) * 3, global_mean=0.1, global_std=0.1,
+                         num_images=1, num_pixels=10, split="train", fingerprint="x",
+                         histogram=(tuple(flat), tuple(varied), tuple(varied)))
+    norm = percentile_normalization(stats, (1, 99), "standardize")
+    assert norm.clip_low[0] == norm.clip_high[0] == 7 / 255 and norm.std[0] == 1 / 255
+    assert norm.mean[0] == 7 / 255
+    assert "channel 0's p1 and p99 are both level 7" in caplog.text
