@@ -281,14 +281,15 @@ def test_parity_report_levels_and_verdict():
 
 
 def test_tolerance_table_covers_every_device_and_resize():
-    """One row per (decode device, loader.resize); the GPU rows bound the mean below what a
+    """One row per (decode device, loader.resize), plus 16-bit data's; the GPU rows bound the mean below what a
     one-pixel window shift costs on ramps (≥ 2.5 levels) and are marked provisional."""
     from typing import get_args
 
     from dalinorm.config import LoaderConfig
 
     resizes = get_args(LoaderConfig.__annotations__["resize"]) or ("pil", "pil_dali", "fast")
-    assert set(TOLERANCES) == {(d, r) for d in ("cpu", "gpu") for r in resizes}
+    # one row per resize for 8-bit data, and one for 16-bit data (its own float resize)
+    assert set(TOLERANCES) == {(d, r) for d in ("cpu", "gpu") for r in (*resizes, "uint16")}
     assert EXACT.exact and not any(t.exact for k, t in TOLERANCES.items() if k != ("cpu", "pil"))
     for (device, _), tol in TOLERANCES.items():
         assert tol.provisional == (device == "gpu")
