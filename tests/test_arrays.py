@@ -414,3 +414,15 @@ def test_demo_runs_on_the_shipped_8_band_sample():
     text = "\n".join(lines)
     assert "8 channels, uint16" in text and "batch shape [4, 8, 32, 32] float32" in text
     assert "batch shape [2, 8, 32, 32]" in text  # val: 6 arrays, the last batch of 2
+
+
+@pytest.mark.slow  # ≈10 s: four loaders built, one epoch each
+def test_bench_on_arrays_times_dalinorm_the_reference_and_the_floor(uint16_tree):
+    from dalinorm.commands.bench import run_bench
+
+    cfg = array_config(uint16_tree, "uint16", loader={"drop_last": True})
+    report = run_bench(cfg, epochs=1, warmup=0, workers=0)  # asks for every candidate
+    res = report["results"]
+    assert set(res) == {"dalinorm", "reference", "decode floor", "stats pass"}
+    assert res["dalinorm"]["images_per_epoch"] == res["reference"]["images_per_epoch"] == 8
+    assert res["decode floor"]["images_per_epoch"] == res["stats pass"]["images_per_epoch"] == 10
