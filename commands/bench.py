@@ -342,8 +342,9 @@ CANDIDATES: dict[str, str] = {
     "reference": "dalinorm's reference DataLoader (np.load or PIL + transforms.v2): the only "
                  "torchvision baseline for arrays",
 }
-# Candidates that read images with PIL or DALI's image graphs: for arrays (data.format numpy
-# or tiff) the torchvision ones are replaced by the reference DataLoader, dali-stock dropped.
+# Candidates that read 8-bit RGB images with PIL or DALI's stock graph: for arrays (data.format
+# numpy or tiff) and for grayscale or 16-bit images the torchvision ones are replaced by the
+# reference DataLoader, dali-stock dropped.
 _IMAGE_ONLY = ("torchvision", "torchvision-v2", "dali-stock")
 # The DataLoaders' batches in flight per worker: PyTorch's default; with 2+ workers that is
 # at least DALI's prefetch depth of 2, and throughput does not grow with more.
@@ -485,13 +486,18 @@ def run_bench(
         if name not in CANDIDATES:
             raise UsageError("candidates", f"{name!r} is not a bench candidate; expected one of "
                                            f"{', '.join(CANDIDATES)}")
-    if cfg.data.reads_arrays and any(name in _IMAGE_ONLY for name in candidates):
+    # grayscale or 16-bit images: the plain PIL candidates would give 8-bit RGB (PIL clips
+    # 16-bit PNGs) and DALI's stock graph decodes 8-bit RGB: the reference DataLoader instead
+    other_kind = (cfg.data.channels, cfg.data.dtype) != (3, "uint8")
+    if (cfg.data.reads_arrays or other_kind) and any(name in _IMAGE_ONLY for name in candidates):
         asked = candidates
         candidates = tuple(dict.fromkeys(
             "reference" if name in _IMAGE_ONLY[:2] else name
             for name in candidates if name != "dali-stock"))
-        log.info("bench on arrays (data.format %s): candidates %s instead of %s (PIL and DALI's "
-                 "image graphs do not read arrays)", cfg.data.format, ",".join(candidates),
+        log.info("bench on %s: candidates %s instead of %s (the plain PIL loaders and DALI's "
+                 "stock graph read 8-bit RGB only)",
+                 f"arrays (data.format {cfg.data.format})" if cfg.data.reads_arrays else
+                 f"{cfg.data.channels}-channel {cfg.data.dtype} images", ",".join(candidates),
                  ",".join(asked))
     workers = (os.cpu_count() or 1) if workers is None else workers
     device_id = _dali_device_id(cfg)
