@@ -383,6 +383,12 @@ class Config:
                 f"'imagenet' statistics are for 3 RGB channels, but data.channels is {channels}; "
                 f"use source stats (`dalinorm stats`), values or none",
             )
+        if norm.mode == "percentile" and self.data.dtype == "float32":
+            raise ConfigError(
+                "normalize.mode",
+                "'percentile' needs exact percentiles, which float32 arrays do not have (no "
+                "finite set of levels to count; docs/KINDS.md); use channel, global or per_image",
+            )
         background = self.stats.background
         if norm.keep_background and background is None:
             raise ConfigError("normalize.keep_background", "needs stats.background (the value "

@@ -305,6 +305,9 @@ def test_float32_percentiles_are_refused_with_a_reason(tmp_path):
     root = write_array_tree(tmp_path, "float32")
     with pytest.raises(UsageError, match="no finite set of levels"):
         compute_stats(array_config(root, "float32"), histogram=True)
+    with pytest.raises(ConfigError, match=r"normalize.mode: 'percentile' needs exact percentiles"):
+        array_config(root, "float32", normalize={"source": "stats", "stats_file": "s.yaml",
+                                                 "mode": "percentile", "mean": None, "std": None})
 
 
 def test_neumaier_sum_recovers_what_naive_summation_loses():
