@@ -429,3 +429,23 @@ def test_bench_on_arrays_times_dalinorm_the_reference_and_the_floor(uint16_tree)
     assert set(res) == {"dalinorm", "reference", "decode floor", "stats pass"}
     assert res["dalinorm"]["images_per_epoch"] == res["reference"]["images_per_epoch"] == 8
     assert res["decode floor"]["images_per_epoch"] == res["stats pass"]["images_per_epoch"] == 10
+
+
+def test_per_image_and_output_formats_on_arrays(uint16_tree):
+    # per_image: every yielded array has mean 0 and std 1 over all its values (1e-5: float32
+    # reductions over 28·28·8 values), and equals the reference path's
+    cfg = array_config(uint16_tree, "uint16", normalize={"source": "none", "mode": "per_image",
+                                                         "mean": None, "std": None})
+    for (a, _), (b, _) in zip(DaliLoader(cfg, "val"), reference_loader(cfg, "val", num_workers=0)):
+        flat = a.reshape(len(a), -1).double()
+        assert torch.allclose(flat.mean(1), torch.zeros(len(a), dtype=torch.float64), atol=1e-5)
+        assert torch.allclose(flat.std(1, correction=0), torch.ones(len(a), dtype=torch.float64), atol=1e-5)
+        # the same images divided by their own std (≈0.2 of the range): 2e-6 / 0.2 inside
+        assert float((a - b).abs()[..., 1:-1, 1:-1].max()) <= 1e-5
+    # float16 in channels_last memory: the same numbers to float16's half ulp at |x| < 4
+    half = array_config(uint16_tree, "uint16", output={"dtype": "float16", "layout": "NHWC"})
+    full = array_config(uint16_tree, "uint16")
+    for (h, _), (f, _) in zip(DaliLoader(half, "val"), DaliLoader(full, "val")):
+        assert h.dtype == torch.float16 and h.shape == f.shape
+        assert h.is_contiguous(memory_format=torch.channels_last)
+        assert float((h.float() - f).abs().max()) <= 2e-3
