@@ -449,3 +449,16 @@ def test_per_image_and_output_formats_on_arrays(uint16_tree):
         assert h.dtype == torch.float16 and h.shape == f.shape
         assert h.is_contiguous(memory_format=torch.channels_last)
         assert float((h.float() - f).abs().max()) <= 2e-3
+
+
+def test_dalinorm_parity_on_arrays(tmp_path):
+    from dalinorm.commands.parity import run_eval_parity
+
+    root = write_array_tree(tmp_path, "float32", "CHW")
+    report = run_eval_parity(array_config(root, "float32", "CHW"))
+    assert report.passed and report.num_images == 2 * len(SIZES) and len(report.max_levels) == CHANNELS
+    # float32: levels are stored units; the bound scales with the arrays' range (≈3 here)
+    assert report.tolerance.why.startswith("arrays:") and 0.3 < report.tolerance.max_levels < 0.5
+    # the report compares whole outputs, edges included (a window's outermost pixels whose
+    # filter reaches the array's edge): measured max 6.9e-4, mean 7.7e-5 stored units here
+    assert max(report.max_levels) < 2e-3 and max(report.mean_levels) < 2e-4
