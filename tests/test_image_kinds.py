@@ -153,6 +153,10 @@ def test_stats_file_records_the_sample_type_and_refuses_another(roots, tmp_path)
     assert "1 channel, uint16 (16-bit; [0, 1] scale is x/65535)" in table
     row = next(line for line in table.splitlines() if line.startswith("L "))
     assert int(row.split()[-1]) == stats.max[0] > 255  # 16-bit levels, not 8-bit
+    from dalinorm.stats.plot import plot_histograms
+
+    plot_histograms(again, tmp_path / "h.png")  # one panel, 65,536 bins in 1,024 bars
+    assert Image.open(tmp_path / "h.png").size[1] < 400
     # the same file under an 8-bit grayscale config: a named error, not 65535/255-off values
     wrong = kind_config(roots["gray16"], "gray8", normalize={"source": "stats", "stats_file": str(path)})
     from dalinorm.stats.normalization import resolve_normalization
