@@ -307,3 +307,19 @@ def test_luma_is_pils_convert_L_in_both_implementations(tmp_path, dtype, on_gpu)
     got = np.asarray(out[0])
     assert got.shape == (37, 53, 1) and got.dtype == np.dtype(dtype)
     assert np.array_equal(got[..., 0].astype(np.int64), want)
+
+
+def test_moment_totals_are_python_ints_past_int64():
+    """Σx² of 16-bit pixels: each image's stays in int64 (65535² · pixels < 2**63 below
+    2·10⁹ pixels), the totals over images must not: two images past 2**62 each sum past
+    int64 exactly; an empty accumulator merged with a 1-channel one takes its channel count
+    (the all-reduce across ranks starts from one)."""
+    from dalinorm.stats.moments import MomentsAccumulator
+
+    big = 2**62 + 12345
+    acc = MomentsAccumulator(channels=1)
+    acc.add_batch(np.array([2_000_000_000, 2_000_000_000]), np.array([[7], [9]]),
+                  np.array([[big], [big + 2]]))
+    assert acc.squares == [2 * big + 2] and acc.squares[0] > 2**63 and acc.sums == [16]
+    total = MomentsAccumulator().merge(acc).merge(acc)
+    assert total.channels == 1 and total.squares == [4 * big + 4] and total.num_images == 4
