@@ -291,6 +291,11 @@ def test_float32_statistics_within_the_stated_bound(tmp_path):
     assert (np.abs(np.array(stats.std) ** 2 - var) <= np.array(bound["variance"]) + 1e-15).all()
     np.testing.assert_allclose(stats.std, pixels.std(0), rtol=1e-12)
     assert list(stats.min) == pixels.min(0).tolist() and stats.percentiles is None
+    from dalinorm.commands.stats import format_stats_table
+
+    table = format_stats_table(stats)
+    assert "values as stored" in table and "error bound of the means <=" in table
+    assert f"{pixels[:, 0].min():.6g}" in table.splitlines()[3]  # c0's min, as stored
     path = tmp_path / "stats.yaml"
     write_stats_file(path, stats)
     back = read_stats_file(path)
