@@ -42,6 +42,7 @@ __all__ = [
     "MissingDependencyError",
     "NormalizeConfig",
     "OutputConfig",
+    "SizeSchedule",
     "StatsConfig",
     "TrainConfig",
     "UsageError",
@@ -136,14 +137,65 @@ class LoaderConfig:
     # (DALI's jpeg_fancy_upsampling=True: closer to PIL, slower). No effect on the CPU decoder,
     # which is libjpeg. Measured cost and levels: docs/GPU.md.
     jpeg_upsampling: Literal["fast", "faithful"] = "fast"
+    # repeated augmentation (torchvision's --ra-sampler --ra-reps K, DeiT): each train image K
+    # times per epoch, each repeat augmented independently, spread over the ranks, in the order
+    # of torchvision's RASampler (which keeps floor(n // 256 * 256 / world) images per rank and
+    # epoch); 1 is off
+    repeated_augment: int = 1
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.num_threads >= 1, "num_threads", f"must be >= 1, got {self.num_threads}")
         _require(self.prefetch >= 1, "prefetch", f"must be >= 1, got {self.prefetch}")
+        _require(self.repeated_augment >= 1, "repeated_augment",
+                 f"must be >= 1 (repeats of each image per epoch; 1 is off), got {self.repeated_augment}")
         _require(
             0 <= self.seed < 2**31, "seed", f"must be in [0, 2**31), got {self.seed}"
         )
+
+
+@dataclass(frozen=True)
+class SizeSchedule:
+    """Progressive resizing, FFCV's form (``get_resolution`` of its ImageNet example,
+    ffcv-imagenet ``train_imagenet.py``; its ResNet-50 configs ramp 160 → 192): the training
+    size of 0-based epoch ``e`` is ``min_res`` up to ``start_ramp``, ``max_res`` from
+    ``end_ramp`` on, and in between the linear interpolation rounded (half to even) to a
+    multiple of ``step`` (FFCV: 32). See :meth:`size_at`."""
+
+    min_res: int = 160  # FFCV's defaults: 160 throughout
+    max_res: int = 160
+    start_ramp: int = 0
+    end_ramp: int = 0
+    step: int = 32
+
+    def __post_init__(self) -> None:
+        _require(self.min_res >= 1, "min_res", f"must be >= 1, got {self.min_res}")
+        _require(self.max_res >= self.min_res, "max_res",
+                 f"must be >= min_res ({self.min_res}), got {self.max_res}")
+        _require(self.start_ramp >= 0, "start_ramp", f"must be an epoch >= 0, got {self.start_ramp}")
+        _require(self.end_ramp >= self.start_ramp, "end_ramp",
+                 f"must be >= start_ramp ({self.start_ramp}): the ramp's epochs are out of order, "
+                 f"got {self.end_ramp}")
+        _require(self.step >= 1, "step", f"must be >= 1 (the sizes are rounded to multiples of it), "
+                 f"got {self.step}")
+
+    def size_at(self, epoch: int) -> int:
+        """The training size of 0-based ``epoch``, exactly as FFCV's ``get_resolution``:
+        ``int(np.round(np.interp(epoch, [start_ramp, end_ramp], [min_res, max_res]) / step)) * step``
+        inside the ramp. Python's ``round`` is numpy's (half to even), and the interpolation is
+        numpy's arithmetic (slope times offset plus start, in double)."""
+        if epoch <= self.start_ramp:
+            return self.min_res
+        if epoch >= self.end_ramp:
+            return self.max_res
+        slope = (self.max_res - self.min_res) / (self.end_ramp - self.start_ramp)
+        value = slope * (epoch - self.start_ramp) + self.min_res
+        return int(round(value / self.step)) * self.step
+
+    def sizes(self) -> tuple[int, ...]:
+        """Every size the schedule takes, in order of first use."""
+        seen = dict.fromkeys(self.size_at(e) for e in range(self.end_ramp + 1))
+        return tuple(seen)
 
 
 @dataclass(frozen=True)
@@ -154,6 +206,9 @@ class TrainConfig:
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
+    # progressive resizing (FFCV's): the size per epoch; train.size is then not used for the
+    # training crops (SizeSchedule)
+    size_schedule: SizeSchedule | None = None
 
     def __post_init__(self) -> None:
         _require(self.size >= 1, "size", f"must be >= 1, got {self.size}")
@@ -392,6 +447,9 @@ def _build(cls: type, raw: Any, prefix: str, base_dir: Path | None) -> Any:
             hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(fields)}"
             raise ConfigError(path, f"unknown key{hint}")
         hint_type = hints[key]
+        optional = [a for a in typing.get_args(hint_type) if a is not type(None)]
+        if value is not None and len(optional) == 1 and dataclasses.is_dataclass(optional[0]):
+            hint_type = optional[0]  # an optional section (train.size_schedule)
         if dataclasses.is_dataclass(hint_type):
             kwargs[key] = _build(hint_type, value, path, base_dir)
         else:

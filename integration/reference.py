@@ -108,6 +108,36 @@ class _Collate:
         return images, labels
 
 
+def _unchanged(image):
+    return image
+
+
+class ScheduledSizeImages:
+    """``train.size_schedule`` on the reference path: ``dataset[(index, size)]`` is the image
+    at ``index`` through the train transform of a config whose ``train.size`` is ``size``
+    (:class:`~dalinorm.integration.samplers.SizeScheduledSampler` hands the pairs over); one
+    transform per size, built when first needed (picklable for workers)."""
+
+    def __init__(self, images, cfg: Config) -> None:
+        self.images = images  # yields untransformed PIL images
+        self.classes = images.classes
+        self.cfg = cfg
+        self._transforms: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: tuple[int, int]):
+        import dataclasses
+
+        index, size = key
+        if size not in self._transforms:
+            cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, size=size))
+            self._transforms[size] = reference_transform(cfg, "train")
+        image, label = self.images[index]
+        return self._transforms[size](image), label
+
+
 class ListedImages:
     """(image, label) pairs of a listing that is not an ImageFolder (a file list, or a
     webdataset pack read member by member at its recorded offsets)."""
@@ -145,6 +175,9 @@ def reference_loader(
     # the same files as DaliLoader: same errors, and data.on_bad_file: skip honoured
     listing, _ = usable_listing(cfg, split)
     transform, load = reference_transform(cfg, split), open_rgb(cfg.data.exif == "apply")
+    scheduled = split == "train" and cfg.train.size_schedule is not None
+    if scheduled:  # each epoch's transform is applied by ScheduledSizeImages
+        transform = _unchanged
     if cfg.data.format == "imagefolder":
         usable = {str(f) for f in listing.files}
         dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform, loader=load,
@@ -160,6 +193,23 @@ def reference_loader(
         # each rank its share; call loader.sampler.set_epoch(epoch) to reshuffle per epoch
         sampler = torch.utils.data.DistributedSampler(
             dataset, shuffle=training, seed=seed, drop_last=cfg.loader.drop_last if training else False)
+    if training and cfg.loader.repeated_augment > 1:
+        # torchvision's RASampler order, the one DaliLoader reads (integration/samplers.py)
+        from dalinorm.integration.samplers import RepeatedAugmentationSampler
+
+        distributed = sampler is not None
+        sampler = RepeatedAugmentationSampler(
+            len(dataset), repetitions=cfg.loader.repeated_augment, seed=seed,
+            world_size=torch.distributed.get_world_size() if distributed else 1,
+            rank=torch.distributed.get_rank() if distributed else 0)
+    if scheduled:
+        # each index goes to the dataset with its epoch's size; the order is the one without
+        # a schedule (the same RandomSampler a shuffling DataLoader makes)
+        from dalinorm.integration.samplers import SizeScheduledSampler
+
+        inner = sampler or torch.utils.data.RandomSampler(dataset, generator=generator)
+        sampler = SizeScheduledSampler(inner, cfg.train.size_schedule)
+        dataset = ScheduledSizeImages(dataset, cfg)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=cfg.loader.batch_size,

@@ -9,6 +9,7 @@ from dalinorm.pipelines.normalize import Normalization, dali_mean_std, normalize
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
 from dalinorm.pipelines.specs import GraphSpec, decoder_args, import_dali, new_pipeline
+from dalinorm.pipelines.train_size import train_extent
 
 __all__ = [
     "build_decode_pipeline",
@@ -41,7 +42,8 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
             num_attempts=10,
             adjust_orientation=cfg.data.exif == "apply",
         )
-        size = cfg.train.size
+        # train.size, or this iteration's size of train.size_schedule (fed at run time)
+        out_h, out_w = train_extent(cfg, spec)
         fused = cfg.output.dtype == "float32" and not normalization.per_image
         if exact_resize(cfg, spec) and fused:
             # resize, mirror and normalize in one pass over the output (the CPU's hot path);
@@ -51,12 +53,12 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
             mean, std = dali_mean_std(normalization)
             layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
-            images = pil_resize_numba(images, out_h=size, out_w=size,
+            images = pil_resize_numba(images, out_h=out_h, out_w=out_w,
                                       normalize=(mean, std, layout, mirror))
         else:
-            images = resize_images(cfg, spec, images, out_h=size, out_w=size)
+            images = resize_images(cfg, spec, images, out_h=out_h, out_w=out_w)
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-            images = normalize_images(images, cfg, normalization, size=(size, size),
+            images = normalize_images(images, cfg, normalization, size=(out_h, out_w),
                                       mirror=mirror)
         pipe.set_outputs(images, labels_on_device(labels, spec))
     return pipe

@@ -31,6 +31,7 @@ import math
 import numpy as np
 from numba import njit
 
+from dalinorm.pipelines.train_size import extent
 __all__ = ["PILLOW_VERTICAL_FIRST", "pil_resize_numba", "resample_into"]
 
 _BITS = 22  # Pillow's PRECISION_BITS for 8-bit images: 32 - 8 - 2
@@ -293,9 +294,13 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
         raise ValueError("pil_resize_numba: a window (eval) is not mirrored")
     # the output size as a shape: DALI 2.4's NumbaFunction hands its setup function the
     # shapes of as many inputs as it has outputs, hence a second (empty) output per kind
-    size = fn.zeros(shape=[out_h, out_w, 0], dtype=types.UINT8)
-    if geometry is None:  # the whole image: the window of a resize to out_h × out_w at (0, 0)
+    # (out_h, out_w: ints, or int32 DataNodes fed at run time: train.size_schedule)
+    size = fn.zeros(shape=extent(out_h, out_w, 0), dtype=types.UINT8)
+    if geometry is None and isinstance(out_h, int) and isinstance(out_w, int):
+        # the whole image: the window of a resize to out_h × out_w at (0, 0)
         geometry = types.Constant(np.array([out_h, out_w, 0, 0], np.int32), device="cpu")
+    elif geometry is None:
+        geometry = extent(out_h, out_w, 0, 0, dtype=types.INT32)
     if normalize is None:
         op = numba_operator(("resize", PILLOW_VERTICAL_FIRST), _resize_operator)
         return op(images, size, geometry)[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dalinorm.config import Config
 from dalinorm.pipelines.specs import GraphSpec, import_dali
+from dalinorm.pipelines.train_size import extent
 
 __all__ = ["TIE_OFFSET", "eval_window", "exact_resize", "fast_resize", "pil_resize", "resize_images",
            "round_half_up", "torchvision_eval_geometry"]
@@ -58,7 +59,8 @@ def fast_resize(images, *, out_h: int, out_w: int, full_h=None, full_w=None, top
     """One 2-D linear antialiased DALI resize to uint8, with :func:`pil_resize`'s arguments:
     about half the CPU cost of the PIL-order passes, ≈0.17 uint8 level from PIL on average."""
     fn, types, _ = import_dali()
-    common = dict(interp_type=types.INTERP_LINEAR, antialias=True, size=[out_h, out_w])
+    common = dict(interp_type=types.INTERP_LINEAR, antialias=True,
+                  size=extent(out_h, out_w, dtype=types.FLOAT))
     if full_h is None:
         return fn.resize(images, **common)
     return fn.resize(images, roi_relative=True,
@@ -93,8 +95,10 @@ def pil_resize(images, *, out_h: int, out_w: int, full_h=None, full_w=None, top=
         dtype=types.FLOAT,
     )
     if full_h is None:
-        columns = fn.resize(images, size=[0, out_w], **common)
-        return round_half_up(fn.resize(round_half_up(columns), size=[out_h, 0], **common))
+        # out_h, out_w: ints, or int32 DataNodes fed at run time (train.size_schedule)
+        columns = fn.resize(images, size=extent(0, out_w, dtype=types.FLOAT), **common)
+        return round_half_up(fn.resize(round_half_up(columns),
+                                       size=extent(out_h, 0, dtype=types.FLOAT), **common))
     x0, x1 = left / full_w, (left + out_w) / full_w
     y0, y1 = top / full_h, (top + out_h) / full_h
     columns = fn.resize(images, size=[0, out_w], roi_relative=True,

@@ -9,7 +9,7 @@ lives. ``device_id=None`` makes the pipeline CPU-only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from dalinorm.config import Config
 from dalinorm.errors import MissingDependencyError
@@ -44,6 +44,13 @@ class GraphSpec:
     # DALI checkpointing: None for a fresh pipeline, or a state from Pipeline.checkpoint()
     checkpoint: str | None = None
     checkpointing: bool = False
+    # train: the size of each iteration's crops (``train.size_schedule``), fed at run time by
+    # pipelines/train_size.py; None: train.size
+    train_sizes: Callable[[int], int] | None = None
+    # train: read ``files`` in the given order, unshuffled and unsharded (the loader's sampler
+    # made this epoch's order: loader.repeated_augment)
+    in_order: bool = False
+
 
     @classmethod
     def for_block(cls, listing, start: int, end: int, **kwargs) -> "GraphSpec":
