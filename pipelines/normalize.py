@@ -108,4 +108,6 @@ def standardize_per_image(images, *, values: int):
         floor = _in_input_units(per_image_std_floor(values))
     else:  # a run-time size (train.size_schedule): the same rule, per sample, in float32
         floor = _in_input_units(1.0) * dali_math.rsqrt(fn.cast(values, dtype=types.FLOAT))
+        if images.device == "gpu":  # the size is a CPU input; the arithmetic runs where the images are
+            floor = floor.gpu()
     return (images - mean) * (1.0 / dali_math.max(std, floor))
