@@ -38,6 +38,7 @@ __all__ = [
     "EvalConfig",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "INTERPOLATIONS",
     "LoaderConfig",
     "MissingDependencyError",
     "NormalizeConfig",
@@ -68,6 +69,18 @@ class _FieldError(Exception):
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise _FieldError(key, message)
+
+
+# the resize filters train.interpolation and eval.interpolation accept
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic")
+
+
+def _require_choice(value: str, choices: Sequence[str], key: str, what: str) -> None:
+    """``value`` is one of ``choices``, else an error with the choices and a did-you-mean."""
+    if value not in choices:
+        close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise _FieldError(key, f"must be one of {'|'.join(choices)} ({what}), got {value!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -200,12 +213,16 @@ class SizeSchedule:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip(hflip)."""
+    """torchvision's RandomResizedCrop(size, scale, ratio, interpolation) + RandomHorizontalFlip(hflip)."""
 
     size: int = 224
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
+    # the resize filter of RandomResizedCrop: bilinear (torchvision's default) or bicubic (timm's
+    # recipes, "ResNet strikes back"): PIL's filter with a = -0.5, exact on the CPU with
+    # loader.resize: pil; DALI's cubic elsewhere (measured, docs/PARITY.md)
+    interpolation: str = "bilinear"
     # progressive resizing (FFCV's): the size per epoch; train.size is then not used for the
     # training crops (SizeSchedule)
     size_schedule: SizeSchedule | None = None
@@ -219,18 +236,23 @@ class TrainConfig:
         lo, hi = self.ratio
         _require(0 < lo <= hi, "ratio", f"must be [min, max] with 0 < min <= max, got {list(self.ratio)}")
         _require(0 <= self.hflip <= 1, "hflip", f"must be a probability in [0, 1], got {self.hflip}")
+        _require_choice(self.interpolation, INTERPOLATIONS, "interpolation",
+                        "RandomResizedCrop's resize filter")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """torchvision's Resize(resize_shorter) + CenterCrop(crop)."""
+    """torchvision's Resize(resize_shorter, interpolation) + CenterCrop(crop)."""
 
     resize_shorter: int = 256
     crop: int = 224
+    # the filter of Resize: bilinear (torchvision's default) or bicubic, as train.interpolation
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         _require(self.resize_shorter >= 1, "resize_shorter", f"must be >= 1, got {self.resize_shorter}")
         _require(self.crop >= 1, "crop", f"must be >= 1, got {self.crop}")
+        _require_choice(self.interpolation, INTERPOLATIONS, "interpolation", "Resize's filter")
         _require(
             self.crop <= self.resize_shorter,
             "crop",

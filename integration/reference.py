@@ -68,14 +68,18 @@ def reference_transform(cfg: Config, split: str):
     from torchvision.transforms import v2
 
     norm = resolve_normalization(cfg)
+    # on PIL images torchvision hands the filter to PIL (BICUBIC: PIL's, a = -0.5), as the
+    # presets of its references do; antialias is PIL's always
+    mode = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
     if split == "train":
         geometry = [
             v2.RandomResizedCrop(cfg.train.size, scale=cfg.train.scale, ratio=cfg.train.ratio,
-                                 antialias=True),
+                                 interpolation=mode[cfg.train.interpolation], antialias=True),
             v2.RandomHorizontalFlip(cfg.train.hflip),
         ]
     else:
-        geometry = [v2.Resize(cfg.eval.resize_shorter, antialias=True), v2.CenterCrop(cfg.eval.crop)]
+        geometry = [v2.Resize(cfg.eval.resize_shorter, interpolation=mode[cfg.eval.interpolation],
+                              antialias=True), v2.CenterCrop(cfg.eval.crop)]
     normalize = (PerImageStandardize() if norm.per_image
                  else v2.Normalize(mean=list(norm.mean), std=list(norm.std)))
     return v2.Compose([

@@ -54,9 +54,11 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
             mean, std = dali_mean_std(normalization)
             layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
             images = pil_resize_numba(images, out_h=out_h, out_w=out_w,
-                                      normalize=(mean, std, layout, mirror))
+                                      normalize=(mean, std, layout, mirror),
+                                      interpolation=cfg.train.interpolation)
         else:
-            images = resize_images(cfg, spec, images, out_h=out_h, out_w=out_w)
+            images = resize_images(cfg, spec, images, interpolation=cfg.train.interpolation,
+                                   out_h=out_h, out_w=out_w)
             mirror = fn.random.coin_flip(probability=cfg.train.hflip)
             images = normalize_images(images, cfg, normalization, size=(out_h, out_w),
                                       mirror=mirror)
