@@ -51,7 +51,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         read_stats_file(cfg.normalize.stats_file)
     sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    for line in _describe_epochs(cfg):
+        sys.stdout.write(f"# {line}\n")
     return 0
+
+
+def _describe_epochs(cfg: Config) -> list[str]:
+    """What train.size_schedule and loader.repeated_augment do, epoch by epoch."""
+    from dalinorm.data.repeated_augment import describe_repeated_augment
+
+    schedule = cfg.train.size_schedule
+    sizes = (f"FFCV's progressive resizing (get_resolution): {schedule.describe()}; train.size "
+             "is not used for training" if schedule is not None
+             else f"none (every epoch at train.size {cfg.train.size})")
+    return [f"train.size_schedule: {sizes}", describe_repeated_augment(cfg.loader.repeated_augment)]
 
 
 # ---------------------------------------------------------------------- demo

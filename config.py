@@ -210,6 +210,21 @@ class SizeSchedule:
         seen = dict.fromkeys(self.size_at(e) for e in range(self.end_ramp + 1))
         return tuple(seen)
 
+    def describe(self) -> str:
+        """The sizes by epoch in words, counting epochs from 1 as ``DaliLoader.epoch`` does
+        (FFCV's epoch e is epoch e + 1): ``160 in epochs 1-71, 192 from epoch 72``."""
+        runs: list[list[int]] = []  # [size, first epoch, last epoch], 1-based
+        for epoch in range(1, self.end_ramp + 2):
+            size = self.size_at(epoch - 1)
+            if runs and runs[-1][0] == size:
+                runs[-1][2] = epoch
+            else:
+                runs.append([size, epoch, epoch])
+        parts = [f"{size} in epoch{'s' if a != b else ''} {a}{'-' + str(b) if a != b else ''}"
+                 for size, a, b in runs[:-1]]
+        parts.append(f"{runs[-1][0]} from epoch {runs[-1][1]}")
+        return ", ".join(parts)
+
 
 @dataclass(frozen=True)
 class TrainConfig:

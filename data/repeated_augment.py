@@ -18,7 +18,7 @@ batch, each augmented independently.
 
 from __future__ import annotations
 
-__all__ = ["ra_epoch_indices", "ra_samples_per_rank"]
+__all__ = ["describe_repeated_augment", "ra_epoch_indices", "ra_samples_per_rank"]
 
 
 def ra_samples_per_rank(n: int, world_size: int) -> int:
@@ -39,3 +39,14 @@ def ra_epoch_indices(n: int, *, repetitions: int, world_size: int, rank: int, se
     total = per_rank * world_size
     repeated.extend(repeated[: total - len(repeated)])
     return repeated[rank::world_size][: ra_samples_per_rank(n, world_size)]
+
+
+def describe_repeated_augment(repetitions: int) -> str:
+    """``loader.repeated_augment`` in words (``dalinorm validate``)."""
+    if repetitions == 1:
+        return "loader.repeated_augment: 1 (off: every train image once per epoch)"
+    return (f"loader.repeated_augment: torchvision RASampler(repetitions={repetitions}): a "
+            f"permutation per epoch (seed: loader.seed + the 0-based epoch), each image "
+            f"{repetitions} times in a row, the copies dealt to the ranks in turn and augmented "
+            f"independently; "
+            f"n // 256 * 256 / world_size samples per rank and epoch (needs >= 256 images)")

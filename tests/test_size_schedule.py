@@ -139,3 +139,19 @@ def test_the_reference_path_follows_the_schedule(textured):
     scheduled = reference_loader(cfg, "train", num_workers=0)
     for _ in range(2):
         assert [y.tolist() for _, y in plain] == [y.tolist() for _, y in scheduled]
+
+
+def test_validate_explains_both_keys(tmp_path, capsys):
+    from dalinorm import cli
+
+    config = tmp_path / "ffcv.yaml"
+    config.write_text("train:\n  size_schedule: {min_res: 160, max_res: 192, start_ramp: 65, "
+                      "end_ramp: 76}\nloader:\n  repeated_augment: 4\n")
+    assert cli.main(["validate", str(config)]) == 0
+    out = capsys.readouterr().out
+    # FFCV's rn50_88_epochs ramp: 0-based epochs 0-70 at 160, 71 on at 192
+    assert "# train.size_schedule: FFCV's progressive resizing (get_resolution): 160 in epochs " \
+           "1-71, 192 from epoch 72" in out
+    assert "# loader.repeated_augment: torchvision RASampler(repetitions=4)" in out
+    assert cli.main(["validate", str(config), "--set", "loader.repeated_augment=1"]) == 0
+    assert "# loader.repeated_augment: 1 (off" in capsys.readouterr().out
