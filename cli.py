@@ -53,6 +53,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     for line in _describe_epochs(cfg):
         sys.stdout.write(f"# {line}\n")
+    from dalinorm.pipelines.resize import describe_interpolation
+
+    for line in describe_interpolation(cfg):  # the resize filters, as comments too
+        sys.stdout.write(f"# {line}\n")
     return 0
 
 

@@ -9,8 +9,8 @@ from dalinorm.config import Config
 from dalinorm.pipelines.specs import GraphSpec, import_dali
 from dalinorm.pipelines.train_size import extent
 
-__all__ = ["TIE_OFFSET", "dali_interp", "eval_window", "exact_resize", "fast_resize", "pil_resize",
-           "resize_images", "round_half_up", "torchvision_eval_geometry"]
+__all__ = ["TIE_OFFSET", "dali_interp", "describe_interpolation", "eval_window", "exact_resize",
+           "fast_resize", "pil_resize", "resize_images", "round_half_up", "torchvision_eval_geometry"]
 
 
 # PIL rounds each resampling pass to uint8 half up (fixed point plus one half). DALI's cast
@@ -36,6 +36,25 @@ def dali_interp(interpolation: str):
     as PIL's is, but DALI's edges and float rounding stay; measured in docs/PARITY.md)."""
     _, types, _ = import_dali()
     return types.INTERP_CUBIC if interpolation == "bicubic" else types.INTERP_LINEAR
+
+
+def describe_interpolation(cfg: Config) -> list[str]:
+    """What train.interpolation and eval.interpolation do with this config's loader.resize
+    (``dalinorm validate`` prints these lines as comments)."""
+    how = {
+        "pil": "on the CPU Pillow's own fixed-point arithmetic (bit-exact); on a GPU DALI's {dali} "
+               "filter in PIL's two passes (close, measured)",
+        "pil_dali": "DALI's {dali} filter in PIL's two passes, each rounded to uint8 (close, measured)",
+        "fast": "one 2-D DALI {dali} resize (close, measured)",
+    }[cfg.loader.resize]
+    lines = []
+    for key, value, what in (("train.interpolation", cfg.train.interpolation, "RandomResizedCrop"),
+                             ("eval.interpolation", cfg.eval.interpolation, "Resize")):
+        pil = "BICUBIC (Keys' cubic, a = -0.5)" if value == "bicubic" else "BILINEAR"
+        dali = "cubic" if value == "bicubic" else "linear"
+        lines.append(f"{key}: {value}: {what} as torchvision with PIL's {pil} on PIL images; "
+                     f"loader.resize {cfg.loader.resize}: {how.format(dali=dali)}")
+    return lines
 
 
 def exact_resize(cfg: Config, spec: GraphSpec) -> bool:

@@ -62,6 +62,31 @@ def test_config_keys_default_to_bilinear_and_reject_unknown_filters(tmp_path):
         make_config(tmp_path, "eval.interpolation=3")
 
 
+def test_validate_explains_the_filters(capsys):
+    """``dalinorm validate`` prints the resolved keys and, as YAML comments, what each filter
+    does with the config's loader.resize; a typo is a one-line error with a did-you-mean."""
+    import yaml
+    from dalinorm import cli
+    from testkit import REPO
+
+    sample = str(REPO / "configs" / "sample.yaml")
+    assert cli.main(["validate", sample, "--set", "train.interpolation=bicubic",
+                     "--set", "loader.resize=fast"]) == 0
+    out = capsys.readouterr().out
+    resolved = yaml.safe_load(out)  # the comments keep it valid YAML
+    assert resolved["train"]["interpolation"] == "bicubic"
+    assert resolved["eval"]["interpolation"] == "bilinear"
+    comments = [line for line in out.splitlines() if line.startswith("# ")]
+    assert any(line.startswith("# train.interpolation: bicubic: RandomResizedCrop") and "BICUBIC"
+               in line and "2-D DALI cubic" in line for line in comments), comments
+    assert any(line.startswith("# eval.interpolation: bilinear: Resize") and "DALI linear" in line
+               for line in comments), comments
+    assert cli.main(["validate", sample, "--set", "eval.interpolation=bilinar"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: eval.interpolation: must be one of bilinear|bicubic (Resize's filter), "
+                   "got 'bilinar' (did you mean 'bilinear'?)"]
+
+
 # ---------------------------------------------------------------------------- the kernel
 
 
