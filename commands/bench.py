@@ -359,12 +359,14 @@ def plain_transform(cfg: Config, split: str, *, v2: bool):
 
         to_tensor = [T.ToTensor()]
     norm = resolve_normalization(cfg)
+    mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
     if split == "train":
         geometry = [T.RandomResizedCrop(cfg.train.size, scale=cfg.train.scale, ratio=cfg.train.ratio,
-                                        antialias=True),
+                                        interpolation=mode[cfg.train.interpolation], antialias=True),
                     T.RandomHorizontalFlip(cfg.train.hflip)]
     else:
-        geometry = [T.Resize(cfg.eval.resize_shorter, antialias=True), T.CenterCrop(cfg.eval.crop)]
+        geometry = [T.Resize(cfg.eval.resize_shorter, interpolation=mode[cfg.eval.interpolation],
+                             antialias=True), T.CenterCrop(cfg.eval.crop)]
     return T.Compose([*geometry, *to_tensor, T.Normalize(mean=list(norm.mean), std=list(norm.std))])
 
 
