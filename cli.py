@@ -51,6 +51,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         read_stats_file(cfg.normalize.stats_file)
     sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    from dalinorm.pipelines.augment import describe_augmentation
+
+    # what the train graph does with the augmentation keys, as YAML comments (still valid YAML)
+    for line in describe_augmentation(cfg):
+        sys.stdout.write(f"# {line}\n")
     for line in _describe_epochs(cfg):
         sys.stdout.write(f"# {line}\n")
     from dalinorm.pipelines.resize import describe_interpolation

@@ -31,6 +31,9 @@ from dalinorm.errors import (
 )
 
 __all__ = [
+    "AUTO_AUGMENT_POLICIES",
+    "AutoAugmentConfig",
+    "ColorJitterConfig",
     "Config",
     "ConfigError",
     "DalinormError",
@@ -43,6 +46,7 @@ __all__ = [
     "MissingDependencyError",
     "NormalizeConfig",
     "OutputConfig",
+    "RandomEraseConfig",
     "SizeSchedule",
     "StatsConfig",
     "TrainConfig",
@@ -226,6 +230,93 @@ class SizeSchedule:
         return ", ".join(parts)
 
 
+# the automatic augmentation policies train.auto_augment accepts (torchvision's names in
+# pipelines/augment.py's docstring)
+AUTO_AUGMENT_POLICIES: tuple[str, ...] = (
+    "none", "trivial_augment_wide", "rand_augment", "auto_augment_imagenet")
+
+
+@dataclass(frozen=True)
+class AutoAugmentConfig:
+    """``train.auto_augment``: torchvision's TrivialAugmentWide(num_magnitude_bins),
+    RandAugment(num_ops, magnitude, num_magnitude_bins) or AutoAugment(IMAGENET), after the
+    crop and flip. ``train.auto_augment: rand_augment`` is short for ``{policy: rand_augment}``;
+    a parameter the policy does not take is an error, one it takes defaults to torchvision's."""
+
+    _SHORTHAND: typing.ClassVar[str] = "policy"
+
+    policy: str = "none"
+    num_ops: int | None = None  # rand_augment: operations per image (torchvision: 2)
+    magnitude: int | None = None  # rand_augment: the bin, 0..num_magnitude_bins-1 (torchvision: 9)
+    num_magnitude_bins: int | None = None  # trivial_augment_wide, rand_augment (torchvision: 31)
+
+    def __post_init__(self) -> None:
+        _require_choice(self.policy, AUTO_AUGMENT_POLICIES, "policy", "the automatic augmentation")
+        takes = {"trivial_augment_wide": ("num_magnitude_bins",),
+                 "rand_augment": ("num_ops", "magnitude", "num_magnitude_bins")}.get(self.policy, ())
+        for name in ("num_ops", "magnitude", "num_magnitude_bins"):
+            _require(getattr(self, name) is None or name in takes, name,
+                     f"is not a parameter of {self.policy!r} (it takes: {', '.join(takes) or 'none'})")
+        defaults = {"num_ops": 2, "magnitude": 9, "num_magnitude_bins": 31}
+        for name in takes:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, defaults[name])
+        if self.num_magnitude_bins is not None:
+            _require(self.num_magnitude_bins >= 2, "num_magnitude_bins",
+                     f"must be >= 2, got {self.num_magnitude_bins}")
+        if self.num_ops is not None:
+            _require(self.num_ops >= 1, "num_ops", f"must be >= 1, got {self.num_ops}")
+        if self.magnitude is not None:
+            _require(0 <= self.magnitude < self.num_magnitude_bins, "magnitude",
+                     f"must be a bin in [0, {self.num_magnitude_bins - 1}] (num_magnitude_bins "
+                     f"{self.num_magnitude_bins}), got {self.magnitude}")
+
+
+@dataclass(frozen=True)
+class ColorJitterConfig:
+    """``train.color_jitter``: torchvision's ColorJitter(brightness, contrast, saturation, hue):
+    factors uniform in [max(0, 1 − v), 1 + v] (hue: a shift in [−hue, hue] of a turn), the four
+    in a random order per image; 0 leaves an operation out."""
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "contrast", "saturation"):
+            v = getattr(self, name)
+            _require(0 <= v and math.isfinite(v), name, f"must be a finite number >= 0, got {v}")
+        _require(0 <= self.hue <= 0.5, "hue", f"must be in [0, 0.5] (a fraction of a turn), got {self.hue}")
+
+
+@dataclass(frozen=True)
+class RandomEraseConfig:
+    """``train.random_erase``: torchvision's RandomErasing(p, scale, ratio, value) after
+    normalization; ``train.random_erase: 0.1`` is short for ``{probability: 0.1}`` (torchvision's
+    ``--random-erase 0.1``). ``value``: the fill in normalized units (0 = the mean colour),
+    one value or one per channel."""
+
+    _SHORTHAND: typing.ClassVar[str] = "probability"
+
+    probability: float = 0.0
+    scale: tuple[float, float] = (0.02, 0.33)
+    ratio: tuple[float, float] = (0.3, 3.3)
+    value: tuple[float, ...] = (0.0,)
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.probability <= 1, "probability",
+                 f"must be a probability in [0, 1], got {self.probability}")
+        lo, hi = self.scale
+        _require(0 < lo <= hi <= 1, "scale",
+                 f"must be [min, max] with 0 < min <= max <= 1 (of the image area), got {list(self.scale)}")
+        lo, hi = self.ratio
+        _require(0 < lo <= hi, "ratio", f"must be [min, max] with 0 < min <= max, got {list(self.ratio)}")
+        _require(len(self.value) in (1, 3), "value",
+                 f"must have 1 or 3 values (per channel), got {len(self.value)}")
+        _require(all(math.isfinite(v) for v in self.value), "value", f"must be finite, got {list(self.value)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """torchvision's RandomResizedCrop(size, scale, ratio, interpolation) + RandomHorizontalFlip(hflip)."""
@@ -234,13 +325,18 @@ class TrainConfig:
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
+    # progressive resizing (FFCV's): the size per epoch; train.size is then not used for the
+    # training crops (SizeSchedule)
+    size_schedule: SizeSchedule | None = None
     # the resize filter of RandomResizedCrop: bilinear (torchvision's default) or bicubic (timm's
     # recipes, "ResNet strikes back"): PIL's filter with a = -0.5, exact on the CPU with
     # loader.resize: pil; DALI's cubic elsewhere (measured, docs/PARITY.md)
     interpolation: str = "bilinear"
-    # progressive resizing (FFCV's): the size per epoch; train.size is then not used for the
-    # training crops (SizeSchedule)
-    size_schedule: SizeSchedule | None = None
+    # per-sample augmentations (pipelines/augment.py): jitter and policy on uint8 after the flip,
+    # erasing after normalization, as torchvision's classification references order them
+    auto_augment: AutoAugmentConfig = field(default_factory=AutoAugmentConfig)
+    color_jitter: ColorJitterConfig = field(default_factory=ColorJitterConfig)
+    random_erase: RandomEraseConfig = field(default_factory=RandomEraseConfig)
 
     def __post_init__(self) -> None:
         _require(self.size >= 1, "size", f"must be >= 1, got {self.size}")
@@ -472,6 +568,9 @@ def _yaml_fields(cls: type) -> list[dataclasses.Field]:
 def _build(cls: type, raw: Any, prefix: str, base_dir: Path | None) -> Any:
     if raw is None:
         raw = {}
+    shorthand = getattr(cls, "_SHORTHAND", None)
+    if shorthand is not None and not isinstance(raw, Mapping):
+        raw = {shorthand: raw}  # train.random_erase: 0.1 is {probability: 0.1}
     if not isinstance(raw, Mapping):
         raise ConfigError(prefix or "config", f"must be a mapping, got {_type_name(raw)} {raw!r}")
     hints = typing.get_type_hints(cls)

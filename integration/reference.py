@@ -18,7 +18,8 @@ from dalinorm.pipelines.normalize import per_image_std_floor
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.normalization import resolve_normalization
 
-__all__ = ["PerImageStandardize", "reference_loader", "reference_transform"]
+__all__ = ["PerImageStandardize", "reference_augmentations", "reference_loader",
+           "reference_transform"]
 
 
 class OpenRGB:
@@ -82,12 +83,44 @@ def reference_transform(cfg: Config, split: str):
                               antialias=True), v2.CenterCrop(cfg.eval.crop)]
     normalize = (PerImageStandardize() if norm.per_image
                  else v2.Normalize(mean=list(norm.mean), std=list(norm.std)))
+    before, after = reference_augmentations(cfg) if split == "train" else ([], [])
     return v2.Compose([
         *geometry,
+        *before,
         v2.PILToTensor(),
         v2.ToDtype(torch.float32, scale=True),
         normalize,
+        *after,
     ])
+
+
+def reference_augmentations(cfg: Config) -> tuple[list, list]:
+    """torchvision's per-sample augmentations of the config, where its classification presets
+    put them: (on the PIL image after crop and flip: ColorJitter, then the policy; after
+    Normalize: RandomErasing). The policies' rotations, shears and translations use bilinear
+    with fill 0, as the DALI graph does (DALI's warp has no bicubic; torchvision's presets pass
+    the recipe's interpolation, timm picks bilinear or bicubic at random)."""
+    from torchvision.transforms import v2
+
+    before: list = []
+    cj, aa, re = cfg.train.color_jitter, cfg.train.auto_augment, cfg.train.random_erase
+    if any(v > 0 for v in (cj.brightness, cj.contrast, cj.saturation, cj.hue)):
+        before.append(v2.ColorJitter(brightness=cj.brightness or None, contrast=cj.contrast or None,
+                                     saturation=cj.saturation or None, hue=cj.hue or None))
+    bilinear = v2.InterpolationMode.BILINEAR
+    if aa.policy == "trivial_augment_wide":
+        before.append(v2.TrivialAugmentWide(num_magnitude_bins=aa.num_magnitude_bins,
+                                            interpolation=bilinear))
+    elif aa.policy == "rand_augment":
+        before.append(v2.RandAugment(num_ops=aa.num_ops, magnitude=aa.magnitude,
+                                     num_magnitude_bins=aa.num_magnitude_bins, interpolation=bilinear))
+    elif aa.policy == "auto_augment_imagenet":
+        before.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=bilinear))
+    after = []
+    if re.probability > 0:
+        value = list(re.value) if len(re.value) == 3 else re.value[0]
+        after.append(v2.RandomErasing(p=re.probability, scale=re.scale, ratio=re.ratio, value=value))
+    return before, after
 
 
 class _Collate:

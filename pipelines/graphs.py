@@ -5,10 +5,13 @@ reductions; one definition for both devices (:mod:`dalinorm.pipelines.specs`).""
 from __future__ import annotations
 
 from dalinorm.config import Config
+from dalinorm.pipelines.augment import (augment_images, erase_images, needs_conditionals,
+                                        uses_augmentation)
 from dalinorm.pipelines.normalize import Normalization, dali_mean_std, normalize_images
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
-from dalinorm.pipelines.specs import GraphSpec, decoder_args, import_dali, new_pipeline
+from dalinorm.pipelines.specs import (GraphSpec, decoder_args, import_dali,
+                                      new_conditional_pipeline, new_pipeline)
 from dalinorm.pipelines.train_size import train_extent
 
 __all__ = [
@@ -29,41 +32,67 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
     reader carries leftover samples into the next epoch and shards overlap; see docs). A pack:
     this rank's tars through a shuffle buffer (``data.shuffle_buffer``) seeded per rank.
     """
-    fn, types, _ = import_dali()
+    if needs_conditionals(cfg):
+        # the policies select an operation per sample with DALI's conditionals
+        return new_conditional_pipeline(cfg, spec, _train_graph, cfg, spec, normalization)
     pipe = new_pipeline(cfg, spec)
     with pipe:
-        jpegs, labels = read_encoded(spec, shuffle=True)
-        images = fn.decoders.image_random_crop(
-            jpegs,
-            **decoder_args(cfg, spec),
-            output_type=types.RGB,
-            random_area=list(cfg.train.scale),
-            random_aspect_ratio=list(cfg.train.ratio),
-            num_attempts=10,
-            adjust_orientation=cfg.data.exif == "apply",
-        )
-        # train.size, or this iteration's size of train.size_schedule (fed at run time)
-        out_h, out_w = train_extent(cfg, spec)
-        fused = cfg.output.dtype == "float32" and not normalization.per_image
-        if exact_resize(cfg, spec) and fused:
-            # resize, mirror and normalize in one pass over the output (the CPU's hot path);
-            # per_image takes the path below: the same exact resize, then its own reductions
-            from dalinorm.pipelines.resample import pil_resize_numba
-
-            mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-            mean, std = dali_mean_std(normalization)
-            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
-            images = pil_resize_numba(images, out_h=out_h, out_w=out_w,
-                                      normalize=(mean, std, layout, mirror),
-                                      interpolation=cfg.train.interpolation)
-        else:
-            images = resize_images(cfg, spec, images, interpolation=cfg.train.interpolation,
-                                   out_h=out_h, out_w=out_w)
-            mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-            images = normalize_images(images, cfg, normalization, size=(out_h, out_w),
-                                      mirror=mirror)
-        pipe.set_outputs(images, labels_on_device(labels, spec))
+        pipe.set_outputs(*_train_graph(cfg, spec, normalization))
     return pipe
+
+
+def _train_graph(cfg: Config, spec: GraphSpec, normalization: Normalization):
+    """The train graph's (images, labels); defined in this file for AutoGraph (conditionals)."""
+    fn, types, _ = import_dali()
+    jpegs, labels = read_encoded(spec, shuffle=True)
+    images = fn.decoders.image_random_crop(
+        jpegs,
+        **decoder_args(cfg, spec),
+        output_type=types.RGB,
+        random_area=list(cfg.train.scale),
+        random_aspect_ratio=list(cfg.train.ratio),
+        num_attempts=10,
+        adjust_orientation=cfg.data.exif == "apply",
+    )
+    # train.size, or this iteration's size of train.size_schedule (fed at run time)
+    out_h, out_w = train_extent(cfg, spec)
+    # augmentations work on the uint8 image: the fused resize+normalize gives way to them
+    augmented = uses_augmentation(cfg)
+    fused = cfg.output.dtype == "float32" and not normalization.per_image and not augmented
+    if exact_resize(cfg, spec) and fused:
+        # resize, mirror and normalize in one pass over the output (the CPU's hot path);
+        # per_image takes the path below: the same exact resize, then its own reductions
+        from dalinorm.pipelines.resample import pil_resize_numba
+
+        mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+        mean, std = dali_mean_std(normalization)
+        layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+        images = pil_resize_numba(images, out_h=out_h, out_w=out_w,
+                                  normalize=(mean, std, layout, mirror),
+                                  interpolation=cfg.train.interpolation)
+    else:
+        # outside AutoGraph: it would rewrite the numba kernels of the exact resize
+        images = _not_converted(resize_images)(cfg, spec, images,
+                                               interpolation=cfg.train.interpolation,
+                                               out_h=out_h, out_w=out_w)
+        mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+        flip = {"mirror": mirror}
+        if augmented:
+            # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
+            images = augment_images(fn.flip(images, horizontal=mirror), cfg)
+            flip = {}
+        images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
+    if cfg.train.random_erase.probability > 0:
+        images = erase_images(images, cfg)  # after normalization, as torchvision's recipe
+    return images, labels_on_device(labels, spec)
+
+
+def _not_converted(func):
+    """``func`` as AutoGraph leaves it (DALI's ``do_not_convert``), for code that must run as
+    written inside a conditional pipeline's graph."""
+    from nvidia.dali.pipeline import do_not_convert
+
+    return do_not_convert(func)
 
 
 def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool, normalize=None):
