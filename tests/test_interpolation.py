@@ -17,6 +17,7 @@ import torch
 from dalinorm.commands.parity import (
     NORMALIZE_ATOL_FLOAT16,
     NORMALIZE_ATOL_FLOAT32,
+    TRAIN_EDGE_MAX_LEVELS,
     run_eval_parity,
     tolerance_for,
 )
@@ -174,7 +175,8 @@ def _levels(a: torch.Tensor, b: torch.Tensor, std) -> torch.Tensor:
 def test_eval_recipe_bicubic_equals_torchvision(textured_root):
     """DaliLoader's eval graph with eval.interpolation: bicubic against torchvision's
     Resize(BICUBIC) + CenterCrop + Normalize on PIL images (reference_loader), image by image:
-    the fused resize + normalize (float32, NCHW and NHWC) within float32 rounding, the unfused
+    the fused resize + normalize (float32; NHWC differs only in its store order, tested with
+    bilinear in test_channels_last.py) within float32 rounding, the unfused
     path (float16: resize to uint8, then crop_mirror_normalize) within float16 rounding. One
     compiled operator per kind: another size and crop compiles nothing new."""
     from dalinorm import DaliLoader
@@ -201,23 +203,20 @@ def test_eval_recipe_bicubic_equals_torchvision(textured_root):
     assert compiled_operator_kinds() == kinds
     torch.testing.assert_close(dali, ref, atol=NORMALIZE_ATOL_FLOAT32, rtol=0)
 
-    nhwc = _config(textured_root, "eval.interpolation=bicubic", "output.layout=NHWC")
-    dali, ref = both(nhwc)
-    assert dali.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(dali, ref, atol=NORMALIZE_ATOL_FLOAT32, rtol=0)
-
     half = _config(textured_root, "eval.interpolation=bicubic", "output.dtype=float16")
     dali, ref = both(half)
     assert dali.dtype == ref.dtype == torch.float16
     torch.testing.assert_close(dali.float(), ref.float(), atol=NORMALIZE_ATOL_FLOAT16, rtol=0)
 
 
-def test_train_recipe_bicubic_equals_pillow_on_whole_image_windows(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_recipe_bicubic_equals_pillow_on_whole_image_windows(tmp_path, device):
     """The train graph with train.interpolation: bicubic. With scale [1, 1] and the images'
     own aspect ratio, RandomResizedCrop's window is the whole image, so each output must be
-    Pillow's bicubic resize of the decoded image, flipped or not (hflip 0.5): the fused
-    resize + mirror + normalize (float32) and the unfused path (float16), bit for bit up to
-    the normalization's rounding."""
+    Pillow's bicubic resize of the decoded image, flipped or not (hflip 0.5): on the CPU the
+    fused resize + mirror + normalize (float32) and the unfused path (float16), bit for bit up
+    to the normalization's rounding; on the GPU (DALI's cubic) within the bicubic GPU row plus
+    the window-edge allowance (the window is the whole image: DALI repeats edge pixels)."""
     from dalinorm import DaliLoader
 
     w, h = 96, 64
@@ -229,25 +228,31 @@ def test_train_recipe_bicubic_equals_pillow_on_whole_image_windows(tmp_path):
         Image.fromarray(img).save(folder / f"i{i}.png")  # lossless: decoded == written
     mean = np.array([0.485, 0.456, 0.406]) * 255
     std = np.array([0.229, 0.224, 0.225]) * 255
-    pil = {}
+    refs = []
     for path in sorted((tmp_path / "train").rglob("*.png")):
         out = np.asarray(Image.open(path).convert("RGB").resize((40, 40), Image.BICUBIC))
-        pil[path.name] = [(out - mean) / std, (out[:, ::-1] - mean) / std]
+        refs += [(out - mean) / std, (out[:, ::-1] - mean) / std]  # even index: not flipped
+    gpu = tolerance_for("gpu", "pil", "bicubic")
     flips = 0
     for dtype, atol in (("float32", NORMALIZE_ATOL_FLOAT32), ("float16", NORMALIZE_ATOL_FLOAT16)):
         cfg = make_config(tmp_path, "train.interpolation=bicubic", "train.size=40",
                           "train.scale=[1.0, 1.0]", f"train.ratio=[{w / h}, {w / h}]",
-                          "loader.batch_size=4", "data.format=imagefolder",
-                          f"output.dtype={dtype}", "output.layout=NHWC")
+                          "loader.batch_size=4", f"loader.device={device}",
+                          f"output.dtype={dtype}")
         loader = DaliLoader(cfg, "train")
-        outputs = [x.permute(0, 2, 3, 1).double().numpy() for x, _ in loader]
+        outputs = [x.permute(0, 2, 3, 1).double().cpu().numpy() for x, _ in loader]
         loader.close()
         for x in np.concatenate(outputs):
-            # which image and whether flipped: the reference it equals (each is unique)
-            best = min(((np.abs(x - ref).max(), flip) for refs in pil.values()
-                        for flip, ref in enumerate(refs)))
-            assert best[0] <= atol * 4, best  # |x| up to 2.7: float16 rounds to ≤ 4 × 1e-3 ulp/2
-            flips += best[1]
+            # which image and whether flipped: the reference it is closest to (all differ)
+            diffs = [np.abs(x - ref) * std for ref in refs]  # uint8 levels
+            k = int(np.argmin([d.mean() for d in diffs]))
+            flips += k % 2
+            if device == "cpu":
+                # |x| <= 2.7 here: float16's half ulp is <= 9.8e-4, float32's far less
+                assert (diffs[k] / std).max() <= atol, (k, (diffs[k] / std).max())
+            else:
+                assert diffs[k].max() <= gpu.max_levels + TRAIN_EDGE_MAX_LEVELS
+                assert diffs[k].mean() <= gpu.mean_levels
     assert 0 < flips < 16  # both flipped and unflipped outputs were compared
 
 
