@@ -99,3 +99,14 @@ def test_examples_train_runs_each_recipe_on_the_sample_data(name):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"epoch 1/1  loss [\d.]+", proc.stderr)
+
+
+def test_bench_baselines_run_the_recipes_augmentations_in_their_workers():
+    from dalinorm.commands.bench import plain_transform
+
+    cfg = load_config(REPO / "configs" / "recipe_torchvision_rn50.yaml", SAMPLE)
+    for v2 in (False, True):
+        names = [type(t).__name__ for t in plain_transform(cfg, "train", v2=v2).transforms]
+        assert names[2] == "TrivialAugmentWide" and names[-1] == "RandomErasing", names
+        assert "TrivialAugmentWide" not in [type(t).__name__ for t in
+                                            plain_transform(cfg, "val", v2=v2).transforms]
