@@ -143,12 +143,13 @@ def op_parameter(op: str, magnitude: float) -> float:
 
 def _blend_truncated(base, images, factor):
     """PIL's ``Image.blend(base, images, factor)``: base + factor·(images − base) in float32,
-    clipped to [0, 255] and truncated to uint8 (PIL's ImagingBlend casts, it does not round)."""
+    clipped to [0, 255] and truncated to uint8 (PIL's ImagingBlend casts, it does not round).
+    One arithmetic expression (DALI evaluates it in one pass; the integer difference is exact
+    and promotes to float32 at the product, as in PIL's C), then the cast."""
     fn, types, _ = import_dali()
     from nvidia.dali import math as dmath
 
-    base = fn.cast(base, dtype=types.FLOAT)
-    mixed = base + factor * (fn.cast(images, dtype=types.FLOAT) - base)
+    mixed = base + factor * (images - base)
     return fn.cast(dmath.floor(dmath.clamp(mixed, 0.0, 255.0)), dtype=types.UINT8)
 
 
@@ -161,8 +162,12 @@ def _pil_grey(images):
 
 
 def adjust_brightness(images, factor):
-    """PIL's ImageEnhance.Brightness: a blend with black (torchvision's PIL path)."""
-    return _blend_truncated(images * 0, images, factor)
+    """PIL's ImageEnhance.Brightness: a blend with black (torchvision's PIL path), which is
+    0 + f·(x − 0) = f·x exactly."""
+    fn, types, _ = import_dali()
+    from nvidia.dali import math as dmath
+
+    return fn.cast(dmath.floor(dmath.min(images * factor, 255.0)), dtype=types.UINT8)
 
 
 def adjust_saturation(images, factor):
@@ -177,8 +182,7 @@ def adjust_contrast(images, factor):
     fn, types, _ = import_dali()
     from nvidia.dali import math as dmath
 
-    grey = fn.cast(_pil_grey(images), dtype=types.FLOAT)
-    pivot = dmath.floor(fn.reductions.mean(grey) + 0.5)
+    pivot = dmath.floor(fn.reductions.mean(_pil_grey(images)) + 0.5)
     return _blend_truncated(pivot, images, factor)
 
 
@@ -530,6 +534,8 @@ def erase_images(images, cfg: Config, *, with_draws: bool = False):
     layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
     anchor, shape = erase_params(images, re, layout)
     value = list(re.value) if len(re.value) == 3 else [re.value[0]] * 3
+    # the fused CPU resize+normalize sets no layout on its output: name it (no copy)
+    images = fn.reshape(images, layout=layout)
     out = fn.erase(images, anchor=anchor, shape=shape, axis_names="HW", fill_value=value,
                    normalized_anchor=False, normalized_shape=False)
     return (out, {"anchor": anchor, "shape": shape}) if with_draws else out

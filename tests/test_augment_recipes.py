@@ -62,7 +62,11 @@ def test_reference_transform_puts_the_augmentations_where_torchvisions_presets_d
     assert [type(x).__name__ for x in reference_transform(cfg, "val").transforms][:2] == ["Resize", "CenterCrop"]
 
 
-def test_both_loaders_run_the_recipe_and_dali_erases_a_box_of_the_value():
+@pytest.mark.parametrize("extra", [
+    [],  # with TrivialAugmentWide: the unfused path
+    ["train.auto_augment=none", "output.layout=NHWC"],  # erasing alone: the fused resize+normalize
+])
+def test_both_loaders_run_the_recipe_and_dali_erases_a_box_of_the_value(extra):
     """One epoch of the sample data through DaliLoader with TrivialAugmentWide and erasing at
     p = 1 with a value no normalized pixel takes: every image holds one axis-aligned box of it;
     the reference DataLoader yields the same shapes."""
@@ -70,7 +74,8 @@ def test_both_loaders_run_the_recipe_and_dali_erases_a_box_of_the_value():
     from dalinorm.integration.reference import reference_loader
 
     cfg = load_config(REPO / "configs" / "recipe_torchvision_rn50.yaml",
-                      SAMPLE + ["train.size=64", "train.random_erase={probability: 1.0, value: [9.0]}"])
+                      SAMPLE + ["train.size=64", "train.random_erase={probability: 1.0, value: [9.0]}"]
+                      + extra)
     loader = DaliLoader(cfg, "train")
     boxes = 0
     for images, labels in loader:
