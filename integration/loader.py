@@ -330,8 +330,11 @@ class DaliLoader:
             self._pipeline_epoch = self._epoch
             self._pipeline = self._build_pipeline()
         if self._feed is None:
+            # a pipeline of one epoch (repeated augmentation) runs no further than its end:
+            # nothing decoded past it only to be thrown away with the pipeline
+            runs = (self._pipeline_batches - self._consumed) if self.repeated_augment > 1 else None
             self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing,
-                                       channels_last=self.cfg.output.layout == "NHWC")
+                                       channels_last=self.cfg.output.layout == "NHWC", runs=runs)
         return self._epoch_batches()
 
     def _leave_unfinished_epoch(self) -> None:
@@ -458,7 +461,8 @@ class _PipelineFeed:
     """Runs a built pipeline with its prefetch queue kept full, batch after batch across
     epochs, and hands each batch over as torch tensors on the pipeline's device."""
 
-    def __init__(self, pipe, device_id: int | None, listing=None, *, channels_last: bool = False) -> None:
+    def __init__(self, pipe, device_id: int | None, listing=None, *, channels_last: bool = False,
+                 runs: int | None = None) -> None:
         import torch
         from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
 
@@ -471,19 +475,26 @@ class _PipelineFeed:
         # CPU batches go into recycled tensors (a fresh 77 MB tensor per batch cost more than
         # the copy itself: integration/host_buffers.py); CUDA's caching allocator does that already
         self._host = HostTensorPool() if device_id is None else None
+        self._unscheduled = runs  # runs not yet scheduled, when the pipeline has a last one
         try:
             pipe.build()
             for _ in range(prefetch_depth(pipe)):
-                pipe.schedule_run()
+                self._schedule()
         except RuntimeError as err:
             raise explain_pipeline_error(err, self._listing) from err
+
+    def _schedule(self) -> None:
+        if self._unscheduled is None or self._unscheduled > 0:
+            self._pipe.schedule_run()
+            if self._unscheduled is not None:
+                self._unscheduled -= 1
 
     def next(self):
         import torch
 
         try:
             outputs = self._pipe.outputs()
-            self._pipe.schedule_run()
+            self._schedule()
         except RuntimeError as err:
             raise explain_pipeline_error(err, self._listing) from err
         stream = torch.cuda.current_stream(self._device) if self._device.type == "cuda" else None
