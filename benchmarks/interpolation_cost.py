@@ -2,11 +2,13 @@
 kernel of pipelines/resample.py, the same code the DALI operator runs), one thread, on
 ImageNet-sized shapes; Pillow's own Image.resize beside it for scale.
 
-    python benchmarks/interpolation_cost.py [--repeat 200]
+    python benchmarks/interpolation_cost.py [--repeat 200] [--root /tmp/inet]
 
 Shapes: train, a RandomResizedCrop window of a 500×375 photo (torchvision's mean window at
 scale (0.08, 1): ≈54% of the area) resized to 224²; eval, 500×375 → Resize(256) → the 224²
-center window (only the window computed). Prints one JSON line per (recipe, filter).
+center window (only the window computed). Prints one JSON line per (recipe, filter). With
+``--root`` (an ImageFolder with train/ and val/, e.g. benchmarks/make_imagenet_like.py's), also
+whole ``DaliLoader`` epochs per filter, one DALI thread, CPU ms per image after a warm-up epoch.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--root", help="also time DaliLoader epochs over this ImageFolder root")
     args = parser.parse_args()
     set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -60,6 +63,31 @@ def main() -> None:
             print(json.dumps({"recipe": recipe, "interpolation": name, "input": list(img.shape[:2]),
                               "resized_to": list(full), "numba_ms": round(exact, 3),
                               "pillow_full_resize_ms": round(pil, 3)}), flush=True)
+    if args.root:
+        _loader_epochs(args.root)
+
+
+def _loader_epochs(root: str) -> None:
+    from testkit import make_config
+
+    from dalinorm import DaliLoader
+
+    for split in ("train", "val"):
+        for name in ("bilinear", "bicubic", "bilinear", "bicubic"):  # twice: the spread
+            cfg = make_config(Path(root), f"train.interpolation={name}", f"eval.interpolation={name}",
+                              "train.size=224", "train.scale=[0.08, 1.0]", "eval.resize_shorter=256",
+                              "eval.crop=224", "loader.batch_size=100", "loader.num_threads=1")
+            loader = DaliLoader(cfg, split)
+            for _ in loader:  # warm-up epoch (and the operator's compilation)
+                pass
+            images, cpu0 = 0, time.process_time()
+            for x, _ in loader:
+                images += x.shape[0]
+            time.sleep(1.0)  # the prefetch after the last batch is charged too
+            loader.close()
+            print(json.dumps({"loader": split, "interpolation": name, "images": images,
+                              "cpu_ms_per_image": round(1000 * (time.process_time() - cpu0) / images, 3)}),
+                  flush=True)
 
 
 if __name__ == "__main__":
