@@ -160,10 +160,21 @@ def test_the_reference_path_uses_the_same_indices(dataset):
     assert list(sampler) == rasampler_reference(N, 4, 3, 2, 5, 6) and len(sampler) == 85
 
 
-def test_too_few_images_or_a_pack_is_an_error(dataset, colour_data):
+def test_too_few_images_or_no_repeat_is_an_error(dataset, colour_data):
     train, _ = colour_data  # 37 images
     with pytest.raises(ConfigError, match=r"loader.repeated_augment: 3 repeats: torchvision's "
                                           r"RASampler .* 0 for 37 images on 1 rank"):
         DaliLoader(ra_config(train.root), "train")
     with pytest.raises(ConfigError, match="loader.repeated_augment: must be >= 1"):
         make_config(train.root, "loader.repeated_augment=0")
+
+
+def test_a_pack_is_refused(colour_data, tmp_path):
+    from dalinorm.commands.pack import pack_split
+
+    train, _ = colour_data
+    pack_split(make_config(train.root), split="train", out=tmp_path / "train", shard_size=20_000)
+    cfg = make_config(tmp_path, "data.format=webdataset", "loader.repeated_augment=3")
+    with pytest.raises(ConfigError, match="loader.repeated_augment: 3 needs images read in a "
+                                          "chosen order .* a webdataset pack is read tar by tar"):
+        DaliLoader(cfg, "train")
