@@ -259,6 +259,22 @@ def test_train_recipe_bicubic_equals_pillow_on_whole_image_windows(tmp_path, dev
 # ---------------------------------------------------------------------------- DALI's cubic
 
 
+def test_bicubic_tolerance_rows_cover_the_bilinear_keys():
+    """One bicubic row per (device, loader.resize) of the bilinear table: exact only for the
+    CPU's pil, the GPU rows provisional (not measured), none tighter than bilinear's (DALI's
+    cubic adds to the residual, it never removes decode differences)."""
+    from dalinorm.commands.parity import TOLERANCES, TOLERANCES_BICUBIC
+
+    assert set(TOLERANCES_BICUBIC) == set(TOLERANCES)
+    for (device, resize), tol in TOLERANCES_BICUBIC.items():
+        assert tol.exact == ((device, resize) == ("cpu", "pil"))
+        assert tol.provisional == (device == "gpu")
+        assert tol.max_levels >= TOLERANCES[(device, resize)].max_levels
+        assert tol.mean_levels >= TOLERANCES[(device, resize)].mean_levels
+        assert tolerance_for(device, resize, "bicubic") is tol
+        assert tolerance_for(device, resize) is TOLERANCES[(device, resize)]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("resize", ["pil", "pil_dali", "fast"])
 def test_eval_parity_bicubic_within_measured_bounds(textured_root, device, resize):
