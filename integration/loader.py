@@ -72,6 +72,10 @@ class DaliLoader:
     Without it: ``LOCAL_RANK`` when a launcher set it (torchrun: one GPU per rank, also when
     ``torch.cuda.set_device`` was not called; a warning when the current device differs),
     else ``torch.cuda.current_device()``. ``loader.device: cpu`` always decodes on the CPU.
+
+    Per epoch: ``train.size_schedule`` sets each epoch's crop size (:attr:`size`; fed to the
+    one pipeline at run time), ``loader.repeated_augment: K`` reads each epoch in torchvision's
+    ``RASampler`` order (:mod:`dalinorm.data.repeated_augment`) with a pipeline of its own.
     """
 
     def __init__(
