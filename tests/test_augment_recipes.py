@@ -115,3 +115,37 @@ def test_bench_baselines_run_the_recipes_augmentations_in_their_workers():
         assert names[2] == "TrivialAugmentWide" and names[-1] == "RandomErasing", names
         assert "TrivialAugmentWide" not in [type(t).__name__ for t in
                                             plain_transform(cfg, "val", v2=v2).transforms]
+
+
+def test_resume_mid_epoch_with_the_policy_and_erasing_is_exact(tmp_path):
+    """The policies' and the erasing's draws are DALI random operators inside the conditional
+    pipeline: a DALI checkpoint restores them, so a resumed run gives the same batches."""
+    import pickle
+
+    from testkit import make_config, tensor_digest, write_textured_folder
+
+    from dalinorm import DaliLoader
+
+    root = tmp_path / "data"
+    write_textured_folder(root, split="val", n=21, seed=1)
+    write_textured_folder(root, n=21)
+    cfg = make_config(root, "train.auto_augment=trivial_augment_wide", "train.random_erase=0.5",
+                      "train.color_jitter={brightness: 0.3, saturation: 0.3}")
+
+    def read(loader, n):
+        out = []
+        while len(out) < n:
+            for images, labels in loader:
+                out.append((tuple(labels.tolist()), tensor_digest(images)))
+                if len(out) == n:
+                    break
+        return out
+
+    whole = read(DaliLoader(cfg, "train"), 9)
+    first = DaliLoader(cfg, "train")
+    head = read(first, 3)
+    state = pickle.loads(pickle.dumps(first.state_dict()))
+    first.close()
+    resumed = DaliLoader(cfg, "train")
+    resumed.load_state_dict(state)
+    assert head + read(resumed, 6) == whole
