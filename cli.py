@@ -55,7 +55,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     for line in explain_normalization(cfg):  # YAML comments: the output stays a valid config
         sys.stdout.write(f"# {line}\n")
+    from dalinorm.pipelines.augment import describe_augmentation
+
+    # what the train graph does with the augmentation keys, as YAML comments (still valid YAML)
+    for line in describe_augmentation(cfg):
+        sys.stdout.write(f"# {line}\n")
+    for line in _describe_epochs(cfg):
+        sys.stdout.write(f"# {line}\n")
+    from dalinorm.pipelines.resize import describe_interpolation
+
+    for line in describe_interpolation(cfg):  # the resize filters, as comments too
+        sys.stdout.write(f"# {line}\n")
     return 0
+
+
+def _describe_epochs(cfg: Config) -> list[str]:
+    """What train.size_schedule and loader.repeated_augment do, epoch by epoch."""
+    from dalinorm.data.repeated_augment import describe_repeated_augment
+
+    schedule = cfg.train.size_schedule
+    sizes = (f"FFCV's progressive resizing (get_resolution): {schedule.describe()}; train.size "
+             "is not used for training" if schedule is not None
+             else f"none (every epoch at train.size {cfg.train.size})")
+    return [f"train.size_schedule: {sizes}", describe_repeated_augment(cfg.loader.repeated_augment)]
 
 
 # ---------------------------------------------------------------------- demo

@@ -31,6 +31,9 @@ from dalinorm.errors import (
 )
 
 __all__ = [
+    "AUTO_AUGMENT_POLICIES",
+    "AutoAugmentConfig",
+    "ColorJitterConfig",
     "Config",
     "ConfigError",
     "DalinormError",
@@ -38,10 +41,13 @@ __all__ = [
     "EvalConfig",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "INTERPOLATIONS",
     "LoaderConfig",
     "MissingDependencyError",
     "NormalizeConfig",
     "OutputConfig",
+    "RandomEraseConfig",
+    "SizeSchedule",
     "StatsConfig",
     "TrainConfig",
     "UsageError",
@@ -67,6 +73,18 @@ class _FieldError(Exception):
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise _FieldError(key, message)
+
+
+# the resize filters train.interpolation and eval.interpolation accept
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic")
+
+
+def _require_choice(value: str, choices: Sequence[str], key: str, what: str) -> None:
+    """``value`` is one of ``choices``, else an error with the choices and a did-you-mean."""
+    if value not in choices:
+        close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise _FieldError(key, f"must be one of {'|'.join(choices)} ({what}), got {value!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -174,24 +192,189 @@ class LoaderConfig:
     # (DALI's jpeg_fancy_upsampling=True: closer to PIL, slower). No effect on the CPU decoder,
     # which is libjpeg. Measured cost and levels: docs/GPU.md.
     jpeg_upsampling: Literal["fast", "faithful"] = "fast"
+    # repeated augmentation (torchvision's --ra-sampler --ra-reps K, DeiT): each train image K
+    # times per epoch, each repeat augmented independently, spread over the ranks, in the order
+    # of torchvision's RASampler (which keeps floor(n // 256 * 256 / world) images per rank and
+    # epoch); 1 is off
+    repeated_augment: int = 1
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.num_threads >= 1, "num_threads", f"must be >= 1, got {self.num_threads}")
         _require(self.prefetch >= 1, "prefetch", f"must be >= 1, got {self.prefetch}")
+        _require(self.repeated_augment >= 1, "repeated_augment",
+                 f"must be >= 1 (repeats of each image per epoch; 1 is off), got {self.repeated_augment}")
         _require(
             0 <= self.seed < 2**31, "seed", f"must be in [0, 2**31), got {self.seed}"
         )
 
 
 @dataclass(frozen=True)
+class SizeSchedule:
+    """Progressive resizing, FFCV's form (``get_resolution`` of its ImageNet example,
+    ffcv-imagenet ``train_imagenet.py``; its ResNet-50 configs ramp 160 → 192): the training
+    size of 0-based epoch ``e`` is ``min_res`` up to ``start_ramp``, ``max_res`` from
+    ``end_ramp`` on, and in between the linear interpolation rounded (half to even) to a
+    multiple of ``step`` (FFCV: 32). See :meth:`size_at`."""
+
+    min_res: int = 160  # FFCV's defaults: 160 throughout
+    max_res: int = 160
+    start_ramp: int = 0
+    end_ramp: int = 0
+    step: int = 32
+
+    def __post_init__(self) -> None:
+        _require(self.min_res >= 1, "min_res", f"must be >= 1, got {self.min_res}")
+        _require(self.max_res >= self.min_res, "max_res",
+                 f"must be >= min_res ({self.min_res}), got {self.max_res}")
+        _require(self.start_ramp >= 0, "start_ramp", f"must be an epoch >= 0, got {self.start_ramp}")
+        _require(self.end_ramp >= self.start_ramp, "end_ramp",
+                 f"must be >= start_ramp ({self.start_ramp}): the ramp's epochs are out of order, "
+                 f"got {self.end_ramp}")
+        _require(self.step >= 1, "step", f"must be >= 1 (the sizes are rounded to multiples of it), "
+                 f"got {self.step}")
+
+    def size_at(self, epoch: int) -> int:
+        """The training size of 0-based ``epoch``, exactly as FFCV's ``get_resolution``:
+        ``int(np.round(np.interp(epoch, [start_ramp, end_ramp], [min_res, max_res]) / step)) * step``
+        inside the ramp. Python's ``round`` is numpy's (half to even), and the interpolation is
+        numpy's arithmetic (slope times offset plus start, in double)."""
+        if epoch <= self.start_ramp:
+            return self.min_res
+        if epoch >= self.end_ramp:
+            return self.max_res
+        slope = (self.max_res - self.min_res) / (self.end_ramp - self.start_ramp)
+        value = slope * (epoch - self.start_ramp) + self.min_res
+        return int(round(value / self.step)) * self.step
+
+    def sizes(self) -> tuple[int, ...]:
+        """Every size the schedule takes, in order of first use."""
+        seen = dict.fromkeys(self.size_at(e) for e in range(self.end_ramp + 1))
+        return tuple(seen)
+
+    def describe(self) -> str:
+        """The sizes by epoch in words, counting epochs from 1 as ``DaliLoader.epoch`` does
+        (FFCV's epoch e is epoch e + 1): ``160 in epochs 1-71, 192 from epoch 72``."""
+        runs: list[list[int]] = []  # [size, first epoch, last epoch], 1-based
+        for epoch in range(1, self.end_ramp + 2):
+            size = self.size_at(epoch - 1)
+            if runs and runs[-1][0] == size:
+                runs[-1][2] = epoch
+            else:
+                runs.append([size, epoch, epoch])
+        parts = [f"{size} in epoch{'s' if a != b else ''} {a}{'-' + str(b) if a != b else ''}"
+                 for size, a, b in runs[:-1]]
+        parts.append(f"{runs[-1][0]} from epoch {runs[-1][1]}")
+        return ", ".join(parts)
+
+
+# the automatic augmentation policies train.auto_augment accepts (torchvision's names in
+# pipelines/augment.py's docstring)
+AUTO_AUGMENT_POLICIES: tuple[str, ...] = (
+    "none", "trivial_augment_wide", "rand_augment", "auto_augment_imagenet")
+
+
+@dataclass(frozen=True)
+class AutoAugmentConfig:
+    """``train.auto_augment``: torchvision's TrivialAugmentWide(num_magnitude_bins),
+    RandAugment(num_ops, magnitude, num_magnitude_bins) or AutoAugment(IMAGENET), after the
+    crop and flip. ``train.auto_augment: rand_augment`` is short for ``{policy: rand_augment}``;
+    a parameter the policy does not take is an error, one it takes defaults to torchvision's."""
+
+    _SHORTHAND: typing.ClassVar[str] = "policy"
+
+    policy: str = "none"
+    num_ops: int | None = None  # rand_augment: operations per image (torchvision: 2)
+    magnitude: int | None = None  # rand_augment: the bin, 0..num_magnitude_bins-1 (torchvision: 9)
+    num_magnitude_bins: int | None = None  # trivial_augment_wide, rand_augment (torchvision: 31)
+
+    def __post_init__(self) -> None:
+        _require_choice(self.policy, AUTO_AUGMENT_POLICIES, "policy", "the automatic augmentation")
+        takes = {"trivial_augment_wide": ("num_magnitude_bins",),
+                 "rand_augment": ("num_ops", "magnitude", "num_magnitude_bins")}.get(self.policy, ())
+        for name in ("num_ops", "magnitude", "num_magnitude_bins"):
+            _require(getattr(self, name) is None or name in takes, name,
+                     f"is not a parameter of {self.policy!r} (it takes: {', '.join(takes) or 'none'})")
+        defaults = {"num_ops": 2, "magnitude": 9, "num_magnitude_bins": 31}
+        for name in takes:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, defaults[name])
+        if self.num_magnitude_bins is not None:
+            _require(self.num_magnitude_bins >= 2, "num_magnitude_bins",
+                     f"must be >= 2, got {self.num_magnitude_bins}")
+        if self.num_ops is not None:
+            _require(self.num_ops >= 1, "num_ops", f"must be >= 1, got {self.num_ops}")
+        if self.magnitude is not None:
+            _require(0 <= self.magnitude < self.num_magnitude_bins, "magnitude",
+                     f"must be a bin in [0, {self.num_magnitude_bins - 1}] (num_magnitude_bins "
+                     f"{self.num_magnitude_bins}), got {self.magnitude}")
+
+
+@dataclass(frozen=True)
+class ColorJitterConfig:
+    """``train.color_jitter``: torchvision's ColorJitter(brightness, contrast, saturation, hue):
+    factors uniform in [max(0, 1 − v), 1 + v] (hue: a shift in [−hue, hue] of a turn), the four
+    in a random order per image; 0 leaves an operation out."""
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "contrast", "saturation"):
+            v = getattr(self, name)
+            _require(0 <= v and math.isfinite(v), name, f"must be a finite number >= 0, got {v}")
+        _require(0 <= self.hue <= 0.5, "hue", f"must be in [0, 0.5] (a fraction of a turn), got {self.hue}")
+
+
+@dataclass(frozen=True)
+class RandomEraseConfig:
+    """``train.random_erase``: torchvision's RandomErasing(p, scale, ratio, value) after
+    normalization; ``train.random_erase: 0.1`` is short for ``{probability: 0.1}`` (torchvision's
+    ``--random-erase 0.1``). ``value``: the fill in normalized units (0 = the mean colour),
+    one value or one per channel."""
+
+    _SHORTHAND: typing.ClassVar[str] = "probability"
+
+    probability: float = 0.0
+    scale: tuple[float, float] = (0.02, 0.33)
+    ratio: tuple[float, float] = (0.3, 3.3)
+    value: tuple[float, ...] = (0.0,)
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.probability <= 1, "probability",
+                 f"must be a probability in [0, 1], got {self.probability}")
+        lo, hi = self.scale
+        _require(0 < lo <= hi <= 1, "scale",
+                 f"must be [min, max] with 0 < min <= max <= 1 (of the image area), got {list(self.scale)}")
+        lo, hi = self.ratio
+        _require(0 < lo <= hi, "ratio", f"must be [min, max] with 0 < min <= max, got {list(self.ratio)}")
+        _require(len(self.value) in (1, 3), "value",
+                 f"must have 1 or 3 values (per channel), got {len(self.value)}")
+        _require(all(math.isfinite(v) for v in self.value), "value", f"must be finite, got {list(self.value)}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip(hflip)."""
+    """torchvision's RandomResizedCrop(size, scale, ratio, interpolation) + RandomHorizontalFlip(hflip)."""
 
     size: int = 224
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
+    # progressive resizing (FFCV's): the size per epoch; train.size is then not used for the
+    # training crops (SizeSchedule)
+    size_schedule: SizeSchedule | None = None
+    # the resize filter of RandomResizedCrop: bilinear (torchvision's default) or bicubic (timm's
+    # recipes, "ResNet strikes back"): PIL's filter with a = -0.5, exact on the CPU with
+    # loader.resize: pil; DALI's cubic elsewhere (measured, docs/PARITY.md)
+    interpolation: str = "bilinear"
+    # per-sample augmentations (pipelines/augment.py): jitter and policy on uint8 after the flip,
+    # erasing after normalization, as torchvision's classification references order them
+    auto_augment: AutoAugmentConfig = field(default_factory=AutoAugmentConfig)
+    color_jitter: ColorJitterConfig = field(default_factory=ColorJitterConfig)
+    random_erase: RandomEraseConfig = field(default_factory=RandomEraseConfig)
 
     def __post_init__(self) -> None:
         _require(self.size >= 1, "size", f"must be >= 1, got {self.size}")
@@ -202,18 +385,23 @@ class TrainConfig:
         lo, hi = self.ratio
         _require(0 < lo <= hi, "ratio", f"must be [min, max] with 0 < min <= max, got {list(self.ratio)}")
         _require(0 <= self.hflip <= 1, "hflip", f"must be a probability in [0, 1], got {self.hflip}")
+        _require_choice(self.interpolation, INTERPOLATIONS, "interpolation",
+                        "RandomResizedCrop's resize filter")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """torchvision's Resize(resize_shorter) + CenterCrop(crop)."""
+    """torchvision's Resize(resize_shorter, interpolation) + CenterCrop(crop)."""
 
     resize_shorter: int = 256
     crop: int = 224
+    # the filter of Resize: bilinear (torchvision's default) or bicubic, as train.interpolation
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         _require(self.resize_shorter >= 1, "resize_shorter", f"must be >= 1, got {self.resize_shorter}")
         _require(self.crop >= 1, "crop", f"must be >= 1, got {self.crop}")
+        _require_choice(self.interpolation, INTERPOLATIONS, "interpolation", "Resize's filter")
         _require(
             self.crop <= self.resize_shorter,
             "crop",
@@ -389,6 +577,31 @@ class Config:
                 "'percentile' needs exact percentiles, which float32 arrays do not have (no "
                 "finite set of levels to count; docs/KINDS.md); use channel, global or per_image",
             )
+        train = self.train
+        jitter = train.color_jitter
+        policy_keys = []
+        if train.auto_augment.policy != "none":
+            policy_keys.append("train.auto_augment")
+        if any(v > 0 for v in (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)):
+            policy_keys.append("train.color_jitter")
+        if self.data.reads_arrays:
+            # the array graphs are RandomResizedCrop, flip, resize, center crop, normalize
+            unsupported = list(policy_keys)
+            if train.random_erase.probability > 0:
+                unsupported.append("train.random_erase")
+            if train.size_schedule is not None:
+                unsupported.append("train.size_schedule")
+            unsupported += [f"{key}.interpolation" for key, value in
+                            (("train", train.interpolation), ("eval", self.eval.interpolation))
+                            if value != "bilinear"]
+            if unsupported:
+                raise ConfigError(unsupported[0], f"is not available with data.format "
+                                  f"{self.data.format!r} (the array graphs crop, flip, resize "
+                                  f"bilinearly and normalize only); remove it")
+        elif policy_keys and (channels != 3 or self.data.dtype != "uint8"):
+            raise ConfigError(policy_keys[0], f"works on 8-bit RGB images (torchvision's PIL "
+                              f"operations), but data is {channels}-channel {self.data.dtype}; "
+                              f"remove it")
         background = self.stats.background
         if norm.keep_background and background is None:
             raise ConfigError("normalize.keep_background", "needs stats.background (the value "
@@ -514,6 +727,9 @@ def _yaml_fields(cls: type) -> list[dataclasses.Field]:
 def _build(cls: type, raw: Any, prefix: str, base_dir: Path | None) -> Any:
     if raw is None:
         raw = {}
+    shorthand = getattr(cls, "_SHORTHAND", None)
+    if shorthand is not None and not isinstance(raw, Mapping):
+        raw = {shorthand: raw}  # train.random_erase: 0.1 is {probability: 0.1}
     if not isinstance(raw, Mapping):
         raise ConfigError(prefix or "config", f"must be a mapping, got {_type_name(raw)} {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -526,6 +742,9 @@ def _build(cls: type, raw: Any, prefix: str, base_dir: Path | None) -> Any:
             hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(fields)}"
             raise ConfigError(path, f"unknown key{hint}")
         hint_type = hints[key]
+        optional = [a for a in typing.get_args(hint_type) if a is not type(None)]
+        if value is not None and len(optional) == 1 and dataclasses.is_dataclass(optional[0]):
+            hint_type = optional[0]  # an optional section (train.size_schedule)
         if dataclasses.is_dataclass(hint_type):
             kwargs[key] = _build(hint_type, value, path, base_dir)
         else:

@@ -2,6 +2,7 @@
 images and the sample data: the figures behind commands/parity.py's TOLERANCES.
 
     python benchmarks/parity_bounds.py [OUT_DIR] [--resize fast pil_dali pil] [--device gpu]
+                                       [--interpolation bicubic]
 
 Writes 120 natural-like JPEGs (tests/testkit.py ``natural_image``: 60–700 px, quality 50–95,
 4:2:0 and 4:4:4, 20% progressive, 10% grayscale) to OUT_DIR, then prints one JSON line per
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("out", nargs="?", default="/tmp/parity_bounds")
     parser.add_argument("--resize", nargs="+", default=["fast", "pil_dali", "pil"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="loader.device")
+    parser.add_argument("--interpolation", default="bilinear", choices=["bilinear", "bicubic"],
+                        help="eval.interpolation (the reference uses the same filter)")
     args = parser.parse_args()
     natural = Path(args.out) / "natural"
     if not natural.exists():
@@ -55,10 +58,12 @@ def main() -> None:
     for root, split, shorter, crop in cases:
         for resize in args.resize:
             cfg = make_config(root, f"loader.resize={resize}", f"loader.device={args.device}", f"eval.resize_shorter={shorter}",
-                              f"eval.crop={crop}", "loader.batch_size=8")
+                              f"eval.crop={crop}", "loader.batch_size=8",
+                              f"eval.interpolation={args.interpolation}")
             report = run_eval_parity(cfg, split=split)
             print(json.dumps({"data": root.name, "split": split, "eval": f"{shorter}/{crop}",
-                              "resize": resize, "images": report.num_images,
+                              "resize": resize, "interpolation": args.interpolation,
+                              "images": report.num_images,
                               "max_levels": round(max(report.max_levels), 4),
                               "mean_levels": round(max(report.mean_levels), 5),
                               "passed": report.passed}), flush=True)

@@ -6,7 +6,9 @@ Candidates, each built once from the same config (steady state, a warm-up epoch 
 - ``torchvision``: the classic ``DataLoader`` (``ImageFolder`` + ``torchvision.transforms``
   ``RandomResizedCrop``/``RandomHorizontalFlip``/``ToTensor``/``Normalize``, eval
   ``Resize``/``CenterCrop``/``ToTensor``/``Normalize``, default collate, ``persistent_workers``,
-  ``pin_memory`` on a GPU machine only);
+  ``pin_memory`` on a GPU machine only); a config's ``train.auto_augment``, ``color_jitter``
+  and ``random_erase`` run as torchvision's own transforms in its workers (TrivialAugmentWide
+  after the flip, RandomErasing after Normalize, as torchvision's classification presets);
 - ``torchvision-v2``: the same with ``transforms.v2`` on PIL images
   (``ToImage``/``ToDtype(scale=True)``/``Normalize``), default collate;
 - ``dali-stock``: DALI's stock graph for the config (:mod:`dalinorm.pipelines.stock`, DALI's
@@ -368,13 +370,21 @@ def plain_transform(cfg: Config, split: str, *, v2: bool):
 
         to_tensor = [T.ToTensor()]
     norm = resolve_normalization(cfg)
+    mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
     if split == "train":
         geometry = [T.RandomResizedCrop(cfg.train.size, scale=cfg.train.scale, ratio=cfg.train.ratio,
-                                        antialias=True),
+                                        interpolation=mode[cfg.train.interpolation], antialias=True),
                     T.RandomHorizontalFlip(cfg.train.hflip)]
     else:
-        geometry = [T.Resize(cfg.eval.resize_shorter, antialias=True), T.CenterCrop(cfg.eval.crop)]
-    return T.Compose([*geometry, *to_tensor, T.Normalize(mean=list(norm.mean), std=list(norm.std))])
+        geometry = [T.Resize(cfg.eval.resize_shorter, interpolation=mode[cfg.eval.interpolation],
+                             antialias=True), T.CenterCrop(cfg.eval.crop)]
+    # train.auto_augment / color_jitter / random_erase: torchvision's own transforms, where its
+    # classification presets put them (the reference path's, integration/reference.py)
+    from dalinorm.integration.reference import reference_augmentations
+
+    before, after = reference_augmentations(cfg) if split == "train" else ([], [])
+    return T.Compose([*geometry, *before, *to_tensor,
+                      T.Normalize(mean=list(norm.mean), std=list(norm.std)), *after])
 
 
 def plain_dataloader(cfg: Config, split: str, *, workers: int, v2: bool):

@@ -7,6 +7,8 @@
     python examples/train.py --checkpoint ckpt.pt              # save model + loader state per epoch
     python examples/train.py --checkpoint ckpt.pt --resume     # continue exactly where it stopped
     python examples/train.py --mixup 0.2 --cutmix 1.0          # torchvision's v2.MixUp / v2.CutMix
+    python examples/train.py configs/recipe_torchvision_rn50.yaml --sample-data --mixup 0.2 --cutmix 1.0
+                               # a recipe config (also recipe_ffcv_rn50, recipe_timm_rsb) on the sample data
     python examples/train.py --compare-normalization --out study/   # the normalization study
 
 Input normalization (dalinorm) and BatchNorm inside the model complement each other: the
@@ -243,6 +245,9 @@ def main() -> int:
     parser.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
                         help="torchvision v2.CutMix with this alpha (torchvision's recipe: 1.0); 0: off")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--sample-data", action="store_true",
+                        help="run the config's recipe on the shipped sample data, in batches of 8 "
+                             "(for an ImageNet config such as configs/recipe_*.yaml)")
     parser.add_argument("--compare-normalization", action="store_true")
     parser.add_argument("--out", default="normalization_study", help="folder for the study's outputs")
     args = parser.parse_args()
@@ -256,7 +261,11 @@ def main() -> int:
     from dalinorm import DalinormError, load_config
 
     try:
-        cfg = load_config(args.config, overrides=args.overrides)
+        # 56 images: torchvision's RASampler keeps n // 256 * 256 of them, none, so repeats are off
+        sample = [f"data.root={REPO / 'sample_data'}", "data.format=imagefolder",
+                  "loader.batch_size=8", "loader.num_threads=2",
+                  "loader.repeated_augment=1"] if args.sample_data else []
+        cfg = load_config(args.config, overrides=sample + args.overrides)
         rank, _, device = setup_distributed()
         if rank != 0:
             logging.getLogger().setLevel(logging.WARNING)

@@ -27,6 +27,7 @@ from typing import Iterator
 
 from dalinorm.config import Config
 from dalinorm.data.listing import SplitListing
+from dalinorm.data.repeated_augment import ra_epoch_indices, ra_samples_per_rank
 from dalinorm.errors import ConfigError, DatasetError, UsageError
 from dalinorm.integration.host_buffers import HostTensorPool
 from dalinorm.pipelines.device import distributed_rank_world, resolve_device_id
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DaliLoader"]
 
 _SEED_STRIDE = 1_000_003  # decorrelates the random augmentations of different ranks
+_EPOCH_SEED_STRIDE = 7_919  # and of the epochs of repeated augmentation (a pipeline per epoch)
 
 
 def _permutation(n: int, seed: int) -> list[int]:
@@ -70,6 +72,10 @@ class DaliLoader:
     Without it: ``LOCAL_RANK`` when a launcher set it (torchrun: one GPU per rank, also when
     ``torch.cuda.set_device`` was not called; a warning when the current device differs),
     else ``torch.cuda.current_device()``. ``loader.device: cpu`` always decodes on the CPU.
+
+    Per epoch: ``train.size_schedule`` sets each epoch's crop size (:attr:`size`; fed to the
+    one pipeline at run time), ``loader.repeated_augment: K`` reads each epoch in torchvision's
+    ``RASampler`` order (:mod:`dalinorm.data.repeated_augment`) with a pipeline of its own.
     """
 
     def __init__(
@@ -93,7 +99,12 @@ class DaliLoader:
         self.device_id = resolve_device_id(cfg.loader.device, requested=device)
         self.batch_size = cfg.loader.batch_size
         self.drop_last = cfg.loader.drop_last if self.training else False
+        # progressive resizing and repeated augmentation are the train split's
+        self.size_schedule = cfg.train.size_schedule if self.training else None
+        self.repeated_augment = cfg.loader.repeated_augment if self.training else 1
         n = len(self.listing)
+        if self.repeated_augment > 1:
+            self._check_repeated_augment(n)
         if self.listing.packed and self.training:
             self.listing.tar_block(0, self.world_size)  # names the problem if tars < ranks
         if n < self.world_size:
@@ -102,6 +113,13 @@ class DaliLoader:
                 "(every rank needs at least one)"
             )
         self._batches, self.epoch_size = self._epoch_geometry(n)
+        if self.training and self._batches == 0 and self.repeated_augment > 1:
+            raise ConfigError(
+                "loader.batch_size",
+                f"{self.batch_size} is larger than the {ra_samples_per_rank(n, self.world_size)} "
+                "samples per rank of an epoch of repeated augmentation, so drop_last leaves no "
+                "batch; lower it or set loader.drop_last: false",
+            )
         if self.training and self._batches == 0:
             smallest = min(self._train_counts) if self.listing.packed else n // self.world_size
             raise ConfigError(
@@ -109,6 +127,7 @@ class DaliLoader:
                 f"{self.batch_size} is larger than the {smallest} training images of the smallest "
                 "rank, so drop_last leaves no batch; lower it or set loader.drop_last: false",
             )
+        self._pipeline_epoch = 1  # repeated augmentation: the epoch the pipeline reads
         self._pipeline = self._build_pipeline()
         self._feed: _PipelineFeed | None = None
         self._initial_checkpoint: str | None = None  # what the pipeline was restored from
@@ -126,6 +145,15 @@ class DaliLoader:
         """(batches per epoch, samples per epoch) on this rank; also sets how many batches the
         pipeline itself produces per epoch and how many samples of the last one are real."""
         bs = self.batch_size
+        if self.repeated_augment > 1:
+            # RASampler's epoch: the same number of samples on every rank; the pipeline reads
+            # only what this rank yields (drop_last: full batches only)
+            selected = ra_samples_per_rank(n, self.world_size)
+            batches = selected // bs if self.drop_last else math.ceil(selected / bs)
+            self._pipeline_batches = batches
+            self._ra_reads = batches * bs if self.drop_last else selected
+            self._last_size = bs if self.drop_last else selected - (batches - 1) * bs
+            return batches, self._ra_reads
         if self.training and self.listing.packed:
             return self._packed_train_geometry()
         if self.training:
@@ -176,8 +204,34 @@ class DaliLoader:
         samples = batches * bs if (self.drop_last or world > 1) else own
         return batches, samples
 
+    def _check_repeated_augment(self, n: int) -> None:
+        key, k = "loader.repeated_augment", self.repeated_augment
+        if self.listing.packed:
+            raise ConfigError(key, f"{k} needs images read in a chosen order (data.format "
+                              "imagefolder or file_list); a webdataset pack is read tar by tar")
+        if ra_samples_per_rank(n, self.world_size) == 0:
+            raise ConfigError(key, f"{k} repeats: torchvision's RASampler keeps n // 256 * 256 / "
+                              f"world_size samples per rank and epoch, 0 for {n} images on "
+                              f"{self.world_size} rank(s); it needs at least 256 images")
+
+    def _train_sizes(self, epoch: int | None = None):
+        """The size of each pipeline iteration's crops under train.size_schedule (None without
+        one): ``epoch`` (1-based) for a pipeline of one epoch, else the epoch the iteration
+        falls in (the pipeline yields _pipeline_batches per epoch, from the first)."""
+        schedule = self.size_schedule
+        if schedule is None:
+            return None
+        if epoch is not None:
+            size = schedule.size_at(epoch - 1)
+            return lambda iteration: size
+        per_epoch = self._pipeline_batches
+        return lambda iteration: schedule.size_at(iteration // per_epoch)
+
     def _build_pipeline(self, checkpoint: str | None = None):
         n = len(self.listing)
+        if self.repeated_augment > 1:
+            return self._build_ra_pipeline(self._pipeline_epoch, checkpoint)
+        sizes = self._train_sizes()
         if self.training and self.listing.packed:
             start, end = self.listing.tar_block(self.rank, self.world_size)
             spec = GraphSpec.for_block(
@@ -187,6 +241,7 @@ class DaliLoader:
                 shuffle_buffer=self.cfg.data.shuffle_buffer,
                 checkpoint=checkpoint,
                 checkpointing=True,
+                train_sizes=sizes,
             )
             return build_train_pipeline(self.cfg, spec, self.normalization)
         if self.training:
@@ -204,11 +259,33 @@ class DaliLoader:
                 num_shards=self.world_size,
                 checkpoint=checkpoint,
                 checkpointing=True,
+                train_sizes=sizes,
             )
             return build_train_pipeline(self.cfg, spec, self.normalization)
         spec = GraphSpec.for_rank(self.listing, self.rank, self.world_size,
                                   device_id=self.device_id, seed=self.cfg.loader.seed)
         return build_eval_pipeline(self.cfg, spec, self.normalization)
+
+    def _build_ra_pipeline(self, epoch: int, checkpoint: str | None):
+        """A pipeline for one epoch (1-based) of repeated augmentation: this rank's RASampler
+        indices of that epoch, read in order. A new one per epoch (the numba operators are
+        compiled once per process, not per pipeline); augmentations seeded per rank and epoch."""
+        seed = self.cfg.loader.seed
+        order = ra_epoch_indices(len(self.listing), repetitions=self.repeated_augment,
+                                 world_size=self.world_size, rank=self.rank, seed=seed,
+                                 epoch=epoch - 1)[: self._ra_reads]
+        files, labels = self.listing.files, self.listing.labels
+        spec = GraphSpec(
+            files=[str(files[i]) for i in order],
+            labels=[labels[i] for i in order],
+            device_id=self.device_id,
+            seed=(seed + _SEED_STRIDE * self.rank + _EPOCH_SEED_STRIDE * epoch) % 2**31,
+            in_order=True,
+            checkpoint=checkpoint,
+            checkpointing=True,
+            train_sizes=self._train_sizes(epoch),
+        )
+        return build_train_pipeline(self.cfg, spec, self.normalization)
 
     # ------------------------------------------------------------------ iteration
     def __len__(self) -> int:
@@ -218,6 +295,20 @@ class DaliLoader:
     def epoch(self) -> int:
         """The number of epochs started so far."""
         return self._epoch
+
+    @property
+    def size(self) -> int:
+        """The training crops' size in the epoch being read (:attr:`epoch`; the first before
+        any): ``train.size``, or ``train.size_schedule``'s. Eval: ``eval.crop``."""
+        if not self.training:
+            return self.cfg.eval.crop
+        return self.size_at(max(self._epoch, 1))
+
+    def size_at(self, epoch: int) -> int:
+        """The training size of 1-based ``epoch`` (FFCV's schedule counts from 0: epoch - 1)."""
+        if self.size_schedule is None:
+            return self.cfg.train.size
+        return self.size_schedule.size_at(epoch - 1)
 
     @property
     def device(self) -> str:
@@ -230,9 +321,6 @@ class DaliLoader:
     def __iter__(self) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:  # noqa: F821
         if self._pipeline is None:
             raise UsageError("DaliLoader", "this loader was closed; build a new one to iterate again")
-        if self._feed is None:
-            self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing,
-                                       channels_last=self.cfg.output.layout == "NHWC")
         if self._consumed == self._pipeline_batches:
             self._consumed = 0  # the previous epoch was read to its end
         if self._consumed and not self._resuming:
@@ -240,6 +328,17 @@ class DaliLoader:
         if not self._resuming:
             self._epoch += 1
         self._resuming = False
+        if self.repeated_augment > 1 and self._pipeline_epoch != self._epoch:
+            # repeated augmentation: each epoch reads its own order (RASampler's), its own pipeline
+            self._feed = None
+            self._pipeline_epoch = self._epoch
+            self._pipeline = self._build_pipeline()
+        if self._feed is None:
+            # a pipeline of one epoch (repeated augmentation) runs no further than its end:
+            # nothing decoded past it only to be thrown away with the pipeline
+            runs = (self._pipeline_batches - self._consumed) if self.repeated_augment > 1 else None
+            self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing,
+                                       channels_last=self.cfg.output.layout == "NHWC", runs=runs)
         return self._epoch_batches()
 
     def _leave_unfinished_epoch(self) -> None:
@@ -259,6 +358,10 @@ class DaliLoader:
             self._pipeline = self._build_pipeline()
             self._feed = _PipelineFeed(self._pipeline, self.device_id, self.listing,
                                        channels_last=self.cfg.output.layout == "NHWC")
+        elif self.repeated_augment > 1:
+            log.info("DaliLoader(%s): epoch left after %d of %d batches; the next epoch reads its "
+                     "own order with a pipeline of its own (nothing decoded to catch up)",
+                     self.split, self._consumed, self._pipeline_batches)
         else:
             log.info("DaliLoader(%s): epoch left after %d of %d batches; decoding and discarding "
                      "the remaining %d batches so that the next epoch is the one an uninterrupted "
@@ -318,6 +421,7 @@ class DaliLoader:
             "fingerprint": self.listing.fingerprint(),
             "format": self.cfg.data.format,
             "pack": self.listing.pack_id,  # the reader's position means nothing in another layout
+            "repeated_augment": self.repeated_augment,  # another order per epoch
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -329,13 +433,16 @@ class DaliLoader:
             raise UsageError("load_state_dict()", f"not a DaliLoader.state_dict() (no {', '.join(missing)})")
         expected = {"rank": self.rank, "world_size": self.world_size, "seed": self.cfg.loader.seed,
                     "fingerprint": self.listing.fingerprint(), "format": self.cfg.data.format,
-                    "pack": self.listing.pack_id}
-        written_before_packs = {"format": "imagefolder", "pack": ""}  # states without these keys
+                    "pack": self.listing.pack_id, "repeated_augment": self.repeated_augment}
+        # states written before these keys existed
+        written_before_packs = {"format": "imagefolder", "pack": "", "repeated_augment": 1}
         for key, value in expected.items():
             saved = state.get(key, written_before_packs.get(key))
             if saved != value:
                 raise UsageError("loader state", f"{key} is {saved!r} in the checkpoint but {value!r} "
                                  "here; resume with the same data, layout, seed and ranks")
+        self._feed = None
+        self._pipeline_epoch = max(state["epoch"], 1)  # repeated augmentation: whose order
         self._pipeline = self._build_pipeline(checkpoint=state["dali_checkpoint"])
         self._initial_checkpoint = state["dali_checkpoint"]
         self._feed = None
@@ -358,7 +465,8 @@ class _PipelineFeed:
     """Runs a built pipeline with its prefetch queue kept full, batch after batch across
     epochs, and hands each batch over as torch tensors on the pipeline's device."""
 
-    def __init__(self, pipe, device_id: int | None, listing=None, *, channels_last: bool = False) -> None:
+    def __init__(self, pipe, device_id: int | None, listing=None, *, channels_last: bool = False,
+                 runs: int | None = None) -> None:
         import torch
         from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
 
@@ -371,19 +479,26 @@ class _PipelineFeed:
         # CPU batches go into recycled tensors (a fresh 77 MB tensor per batch cost more than
         # the copy itself: integration/host_buffers.py); CUDA's caching allocator does that already
         self._host = HostTensorPool() if device_id is None else None
+        self._unscheduled = runs  # runs not yet scheduled, when the pipeline has a last one
         try:
             pipe.build()
             for _ in range(prefetch_depth(pipe)):
-                pipe.schedule_run()
+                self._schedule()
         except RuntimeError as err:
             raise explain_pipeline_error(err, self._listing) from err
+
+    def _schedule(self) -> None:
+        if self._unscheduled is None or self._unscheduled > 0:
+            self._pipe.schedule_run()
+            if self._unscheduled is not None:
+                self._unscheduled -= 1
 
     def next(self):
         import torch
 
         try:
             outputs = self._pipe.outputs()
-            self._pipe.schedule_run()
+            self._schedule()
         except RuntimeError as err:
             raise explain_pipeline_error(err, self._listing) from err
         stream = torch.cuda.current_stream(self._device) if self._device.type == "cuda" else None

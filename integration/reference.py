@@ -23,8 +23,8 @@ from dalinorm.pipelines.normalize import per_image_std_floor
 from dalinorm.pipelines.usable import usable_listing
 from dalinorm.stats.normalization import resolve_normalization
 
-__all__ = ["ClipChannels", "KeepBackground", "PerImageStandardize", "reference_loader",
-           "reference_transform"]
+__all__ = ["ClipChannels", "KeepBackground", "PerImageStandardize", "reference_augmentations",
+           "reference_loader", "reference_transform"]
 
 
 class OpenRGB:
@@ -202,34 +202,72 @@ def reference_transform(cfg: Config, split: str):
     from torchvision.transforms import v2
 
     norm = resolve_normalization(cfg)
+    # on PIL images torchvision hands the filter to PIL (BICUBIC: PIL's, a = -0.5), as the
+    # presets of its references do; antialias is PIL's always
+    mode = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
     if split == "train":
         geometry = [
             v2.RandomResizedCrop(cfg.train.size, scale=cfg.train.scale, ratio=cfg.train.ratio,
-                                 antialias=True),
+                                 interpolation=mode[cfg.train.interpolation], antialias=True),
             v2.RandomHorizontalFlip(cfg.train.hflip),
         ]
     else:
-        geometry = [v2.Resize(cfg.eval.resize_shorter, antialias=True), v2.CenterCrop(cfg.eval.crop)]
+        geometry = [v2.Resize(cfg.eval.resize_shorter, interpolation=mode[cfg.eval.interpolation],
+                              antialias=True), v2.CenterCrop(cfg.eval.crop)]
     normalize = (PerImageStandardize() if norm.per_image
                  else v2.Normalize(mean=list(norm.mean), std=list(norm.std)))
     if norm.clipped:
         normalize = v2.Compose([ClipChannels(norm.clip_low, norm.clip_high), normalize])
     if norm.keep_background is not None:
         normalize = KeepBackground(normalize, norm.keep_background, full_scale_of(cfg.data.dtype))
+    before, after = reference_augmentations(cfg) if split == "train" else ([], [])
     if cfg.data.dtype == "uint16":
         # 16-bit: to float on the [0, 1] scale (x / 65535) first, then the geometry in float:
-        # torchvision 0.29 resizes a uint16 tensor in float and truncates the result
+        # torchvision 0.29 resizes a uint16 tensor in float and truncates the result (the PIL
+        # policies and colour jitter are 8-bit RGB only: config.py refuses them here)
         return v2.Compose([
             v2.ToDtype(torch.float32, scale=True),
             *geometry,
             normalize,
+            *after,
         ])
     return v2.Compose([
         *geometry,
+        *before,
         v2.PILToTensor(),
         v2.ToDtype(torch.float32, scale=True),
         normalize,
+        *after,
     ])
+
+
+def reference_augmentations(cfg: Config) -> tuple[list, list]:
+    """torchvision's per-sample augmentations of the config, where its classification presets
+    put them: (on the PIL image after crop and flip: ColorJitter, then the policy; after
+    Normalize: RandomErasing). The policies' rotations, shears and translations use bilinear
+    with fill 0, as the DALI graph does (DALI's warp has no bicubic; torchvision's presets pass
+    the recipe's interpolation, timm picks bilinear or bicubic at random)."""
+    from torchvision.transforms import v2
+
+    before: list = []
+    cj, aa, re = cfg.train.color_jitter, cfg.train.auto_augment, cfg.train.random_erase
+    if any(v > 0 for v in (cj.brightness, cj.contrast, cj.saturation, cj.hue)):
+        before.append(v2.ColorJitter(brightness=cj.brightness or None, contrast=cj.contrast or None,
+                                     saturation=cj.saturation or None, hue=cj.hue or None))
+    bilinear = v2.InterpolationMode.BILINEAR
+    if aa.policy == "trivial_augment_wide":
+        before.append(v2.TrivialAugmentWide(num_magnitude_bins=aa.num_magnitude_bins,
+                                            interpolation=bilinear))
+    elif aa.policy == "rand_augment":
+        before.append(v2.RandAugment(num_ops=aa.num_ops, magnitude=aa.magnitude,
+                                     num_magnitude_bins=aa.num_magnitude_bins, interpolation=bilinear))
+    elif aa.policy == "auto_augment_imagenet":
+        before.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=bilinear))
+    after = []
+    if re.probability > 0:
+        value = list(re.value) if len(re.value) == 3 else re.value[0]
+        after.append(v2.RandomErasing(p=re.probability, scale=re.scale, ratio=re.ratio, value=value))
+    return before, after
 
 
 class _Collate:
@@ -252,6 +290,36 @@ class _Collate:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
         return images, labels
+
+
+def _unchanged(image):
+    return image
+
+
+class ScheduledSizeImages:
+    """``train.size_schedule`` on the reference path: ``dataset[(index, size)]`` is the image
+    at ``index`` through the train transform of a config whose ``train.size`` is ``size``
+    (:class:`~dalinorm.integration.samplers.SizeScheduledSampler` hands the pairs over); one
+    transform per size, built when first needed (picklable for workers)."""
+
+    def __init__(self, images, cfg: Config) -> None:
+        self.images = images  # yields untransformed PIL images
+        self.classes = images.classes
+        self.cfg = cfg
+        self._transforms: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: tuple[int, int]):
+        import dataclasses
+
+        index, size = key
+        if size not in self._transforms:
+            cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, size=size))
+            self._transforms[size] = reference_transform(cfg, "train")
+        image, label = self.images[index]
+        return self._transforms[size](image), label
 
 
 class ListedImages:
@@ -295,6 +363,9 @@ def reference_loader(
         load = LoadArray(cfg.data.layout, cfg.data.dtype, cfg.data.format)
     else:
         transform, load = reference_transform(cfg, split), open_image(cfg)
+    scheduled = split == "train" and cfg.train.size_schedule is not None
+    if scheduled:  # each epoch's transform is applied by ScheduledSizeImages
+        transform = _unchanged
     if cfg.data.format == "imagefolder":
         usable = {str(f) for f in listing.files}
         dataset = ImageFolder(str(cfg.split_dir(split)), transform=transform, loader=load,
@@ -310,6 +381,23 @@ def reference_loader(
         # each rank its share; call loader.sampler.set_epoch(epoch) to reshuffle per epoch
         sampler = torch.utils.data.DistributedSampler(
             dataset, shuffle=training, seed=seed, drop_last=cfg.loader.drop_last if training else False)
+    if training and cfg.loader.repeated_augment > 1:
+        # torchvision's RASampler order, the one DaliLoader reads (integration/samplers.py)
+        from dalinorm.integration.samplers import RepeatedAugmentationSampler
+
+        distributed = sampler is not None
+        sampler = RepeatedAugmentationSampler(
+            len(dataset), repetitions=cfg.loader.repeated_augment, seed=seed,
+            world_size=torch.distributed.get_world_size() if distributed else 1,
+            rank=torch.distributed.get_rank() if distributed else 0)
+    if scheduled:
+        # each index goes to the dataset with its epoch's size; the order is the one without
+        # a schedule (the same RandomSampler a shuffling DataLoader makes)
+        from dalinorm.integration.samplers import SizeScheduledSampler
+
+        inner = sampler or torch.utils.data.RandomSampler(dataset, generator=generator)
+        sampler = SizeScheduledSampler(inner, cfg.train.size_schedule)
+        dataset = ScheduledSizeImages(dataset, cfg)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=cfg.loader.batch_size,

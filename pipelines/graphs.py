@@ -10,11 +10,15 @@ from dalinorm.pipelines.arrays import (
     build_array_eval_pipeline,
     build_array_train_pipeline,
 )
+from dalinorm.pipelines.augment import (augment_images, erase_images, needs_conditionals,
+                                        uses_augmentation)
 from dalinorm.pipelines.kinds import decode_kind_args, to_data_channels
 from dalinorm.pipelines.normalize import Normalization, fused_normalize_args, normalize_images
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
-from dalinorm.pipelines.specs import GraphSpec, decoder_args, import_dali, new_pipeline
+from dalinorm.pipelines.specs import (GraphSpec, decoder_args, import_dali,
+                                      new_conditional_pipeline, new_pipeline)
+from dalinorm.pipelines.train_size import train_extent
 
 __all__ = [
     "build_decode_pipeline",
@@ -36,39 +40,68 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
     """
     if cfg.data.reads_arrays:
         return build_array_train_pipeline(cfg, spec, normalization)
-    fn, types, _ = import_dali()
+    if needs_conditionals(cfg):
+        # the policies select an operation per sample with DALI's conditionals
+        return new_conditional_pipeline(cfg, spec, _train_graph, cfg, spec, normalization)
     pipe = new_pipeline(cfg, spec)
     with pipe:
-        jpegs, labels = read_encoded(spec, shuffle=True)
-        images = fn.decoders.image_random_crop(
-            jpegs,
-            **decoder_args(cfg, spec),
-            **decode_kind_args(cfg),
-            random_area=list(cfg.train.scale),
-            random_aspect_ratio=list(cfg.train.ratio),
-            num_attempts=10,
-            adjust_orientation=cfg.data.exif == "apply",
-        )
-        images = to_data_channels(images, cfg, on_gpu=spec.device_id is not None)
-        size = cfg.train.size
-        fused = cfg.output.dtype == "float32" and normalization.fusable
-        if exact_resize(cfg, spec) and fused:
-            # resize, mirror and normalize in one pass over the output (the CPU's hot path);
-            # (a percentile clip too); per_image and keep_background take the path below:
-            # the same exact resize, then their own operators
-            from dalinorm.pipelines.resample import pil_resize_numba
-
-            mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
-            images = pil_resize_numba(images, out_h=size, out_w=size,
-                                      normalize=fused_normalize_args(normalization, layout, mirror))
-        else:
-            images = resize_images(cfg, spec, images, out_h=size, out_w=size)
-            mirror = fn.random.coin_flip(probability=cfg.train.hflip)
-            images = normalize_images(images, cfg, normalization, size=(size, size),
-                                      mirror=mirror)
-        pipe.set_outputs(images, labels_on_device(labels, spec))
+        pipe.set_outputs(*_train_graph(cfg, spec, normalization))
     return pipe
+
+
+def _train_graph(cfg: Config, spec: GraphSpec, normalization: Normalization):
+    """The train graph's (images, labels); defined in this file for AutoGraph (conditionals)."""
+    fn, types, _ = import_dali()
+    jpegs, labels = read_encoded(spec, shuffle=True)
+    images = fn.decoders.image_random_crop(
+        jpegs,
+        **decoder_args(cfg, spec),
+        **decode_kind_args(cfg),
+        random_area=list(cfg.train.scale),
+        random_aspect_ratio=list(cfg.train.ratio),
+        num_attempts=10,
+        adjust_orientation=cfg.data.exif == "apply",
+    )
+    images = to_data_channels(images, cfg, on_gpu=spec.device_id is not None)
+    # train.size, or this iteration's size of train.size_schedule (fed at run time)
+    out_h, out_w = train_extent(cfg, spec)
+    # augmentations work on the uint8 image: the fused resize+normalize gives way to them
+    augmented = uses_augmentation(cfg)
+    fused = cfg.output.dtype == "float32" and normalization.fusable and not augmented
+    if exact_resize(cfg, spec) and fused:
+        # resize, mirror and normalize in one pass over the output (the CPU's hot path; a
+        # percentile clip too); per_image and keep_background take the path below: the same
+        # exact resize, then their own operators
+        from dalinorm.pipelines.resample import pil_resize_numba
+
+        mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+        layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+        images = pil_resize_numba(images, out_h=out_h, out_w=out_w,
+                                  normalize=fused_normalize_args(normalization, layout, mirror),
+                                  interpolation=cfg.train.interpolation)
+    else:
+        # outside AutoGraph: it would rewrite the numba kernels of the exact resize
+        images = _not_converted(resize_images)(cfg, spec, images,
+                                               interpolation=cfg.train.interpolation,
+                                               out_h=out_h, out_w=out_w)
+        mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+        flip = {"mirror": mirror}
+        if augmented:
+            # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
+            images = augment_images(fn.flip(images, horizontal=mirror), cfg)
+            flip = {}
+        images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
+    if cfg.train.random_erase.probability > 0:
+        images = erase_images(images, cfg)  # after normalization, as torchvision's recipe
+    return images, labels_on_device(labels, spec)
+
+
+def _not_converted(func):
+    """``func`` as AutoGraph leaves it (DALI's ``do_not_convert``), for code that must run as
+    written inside a conditional pipeline's graph."""
+    from nvidia.dali.pipeline import do_not_convert
+
+    return do_not_convert(func)
 
 
 def decode_in_order(cfg: Config, spec: GraphSpec, *, eval_geometry: bool, normalize=None):

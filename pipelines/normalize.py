@@ -208,10 +208,15 @@ def standardize_per_image(images, *, values: int, full_scale: float = 255.0):
     and ``reductions.std_dev`` (population std, divides by N) reduce each sample over all its
     axes to a scalar, which broadcasts back over the image; the division is one reciprocal
     per image. The floor is :func:`per_image_std_floor` in the images' 0–255 units."""
-    fn, _, _ = import_dali()
+    fn, types, _ = import_dali()
     from nvidia.dali import math as dali_math
 
     mean = fn.reductions.mean(images)
     std = fn.reductions.std_dev(images, mean)
-    floor = _in_input_units(per_image_std_floor(values), full_scale)
+    if isinstance(values, int):
+        floor = _in_input_units(per_image_std_floor(values), full_scale)
+    else:  # a run-time size (train.size_schedule): the same rule, per sample, in float32
+        floor = _in_input_units(1.0, full_scale) * dali_math.rsqrt(fn.cast(values, dtype=types.FLOAT))
+        if images.device == "gpu":  # the size is a CPU input; the arithmetic runs where the images are
+            floor = floor.gpu()
     return (images - mean) * (1.0 / dali_math.max(std, floor))

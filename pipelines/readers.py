@@ -40,8 +40,8 @@ def read_encoded(spec: GraphSpec, *, shuffle: bool):
     """(encoded images, int64 scalar labels) from files or a pack's tars. Every epoch is the
     whole list or shard (the last batch padded with repeats, which callers drop or count), so
     epochs stay aligned. ``shuffle``: files are reshuffled globally every epoch (sharded by
-    DALI); a pack's samples pass through a seeded shuffle buffer (each training pipeline reads
-    its own tars)."""
+    DALI), unless ``spec.in_order``; a pack's samples pass through a seeded shuffle buffer (each
+    training pipeline reads its own tars)."""
     fn, types, _ = import_dali()
     if spec.tars:
         encoded, cls = fn.readers.webdataset(
@@ -51,8 +51,9 @@ def read_encoded(spec: GraphSpec, *, shuffle: bool):
             stick_to_shard=True, name=READER_NAME,
         )
         return encoded, parse_cls(cls)
+    # spec.in_order: the loader's sampler ordered this epoch's files for this rank already
     extra = dict(shard_id=spec.shard_id, num_shards=spec.num_shards,
-                 shuffle_after_epoch=True) if shuffle else {}
+                 shuffle_after_epoch=True) if shuffle and not spec.in_order else {}
     encoded, labels = fn.readers.file(files=list(spec.files), labels=list(spec.labels),
                                       pad_last_batch=True, name=READER_NAME, **extra)
     return encoded, fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)

@@ -1,4 +1,4 @@
-"""Pillow's 8-bit bilinear resize, exactly, as a numba-compiled DALI operator (CPU).
+"""Pillow's 8-bit bilinear and bicubic resize, exactly, as a numba-compiled DALI operator (CPU).
 
 torchvision's ``RandomResizedCrop`` and ``Resize`` (antialias) on PIL images call
 ``Image.resize(..., BILINEAR)``, which Pillow computes in fixed point (``Resample.c``): per
@@ -22,6 +22,12 @@ input resized to (full_h, full_w) (eval: resize + center crop, only the crop com
 output pixel depends on its own taps only, so the window equals the full resize, cropped).
 Optionally the operator also normalizes and mirrors into float32 (what
 ``crop_mirror_normalize`` would do next), which saves a pass over the output.
+
+Bicubic (``Image.resize(..., BICUBIC)``, what torchvision's ``InterpolationMode.BICUBIC`` asks
+of PIL) is the same scheme with another filter: Keys' cubic with a = -0.5 and support 2
+(widened by the scale when shrinking, like the triangle), up to 4·scale + 1 taps. Its negative
+lobes make sums overshoot [0, 255] at edges, so each pass's clip to uint8 (Pillow's ``clip8``)
+decides those pixels; the intermediate row between the passes is clipped too.
 """
 
 from __future__ import annotations
@@ -31,10 +37,15 @@ import math
 import numpy as np
 from numba import njit
 
+from dalinorm.config import INTERPOLATIONS
+from dalinorm.pipelines.train_size import extent
+
 __all__ = ["PILLOW_VERTICAL_FIRST", "pil_resize_numba", "resample_into"]
 
 _BITS = 22  # Pillow's PRECISION_BITS for 8-bit images: 32 - 8 - 2
 _HALF = 1 << (_BITS - 1)
+
+_CUBIC_A = -0.5  # Pillow's bicubic (torchvision's tensor path uses -0.75, as PyTorch does: not this one)
 
 
 def _pillow_vertical_first() -> bool:
@@ -50,12 +61,26 @@ _jit = njit(cache=True, nogil=True)
 
 
 @_jit
-def _coefficients(in_size, out_size):  # pragma: no cover - compiled by numba
-    """Pillow's ``precompute_coeffs`` + ``normalize_coeffs_8bpc`` for the bilinear filter:
-    int32 weights [out, taps] and (first input index, tap count) [out, 2]."""
+def _filter(t, cubic):  # pragma: no cover - compiled by numba
+    """Pillow's ``bilinear_filter`` or ``bicubic_filter`` at t >= 0, the same operations in
+    the same order (double precision), so the weights round to the same integers."""
+    if not cubic:
+        return 1.0 - t if t < 1.0 else 0.0
+    if t < 1.0:
+        return ((_CUBIC_A + 2.0) * t - (_CUBIC_A + 3.0)) * t * t + 1
+    if t < 2.0:
+        return (((t - 5) * t + 8) * t - 4) * _CUBIC_A
+    return 0.0
+
+
+@_jit
+def _coefficients(in_size, out_size, cubic):  # pragma: no cover - compiled by numba
+    """Pillow's ``precompute_coeffs`` + ``normalize_coeffs_8bpc`` for the bilinear or bicubic
+    filter: int32 weights [out, taps] and (first input index, tap count) [out, 2]."""
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
-    support = filterscale  # the bilinear filter's support is 1, widened when shrinking
+    # the filter's support (1 or 2), widened by the scale when shrinking
+    support = (2.0 if cubic else 1.0) * filterscale
     taps = int(math.ceil(support)) * 2 + 1
     weights = np.zeros((out_size, taps), np.int32)
     bounds = np.zeros((out_size, 2), np.int32)
@@ -63,12 +88,11 @@ def _coefficients(in_size, out_size):  # pragma: no cover - compiled by numba
     inv = 1.0 / filterscale
     for xx in range(out_size):
         center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)  # C's (int) truncates; both are >= 0 here
+        xmin = max(int(center - support + 0.5), 0)  # int() truncates toward 0 as C's (int)
         xmax = min(int(center + support + 0.5), in_size) - xmin
         total = 0.0
         for x in range(xmax):
-            t = abs((x + xmin - center + 0.5) * inv)
-            w[x] = 1.0 - t if t < 1.0 else 0.0
+            w[x] = _filter(abs((x + xmin - center + 0.5) * inv), cubic)
             total += w[x]
         for x in range(xmax):
             v = w[x] / total if total != 0.0 else w[x]
@@ -80,6 +104,8 @@ def _coefficients(in_size, out_size):  # pragma: no cover - compiled by numba
 
 @_jit
 def _clip8(value):  # pragma: no cover - compiled by numba
+    """Pillow's ``clip8``: the fixed-point sum to uint8, saturating (an arithmetic shift, so a
+    negative sum, which bicubic's lobes produce, clips to 0)."""
     v = value >> _BITS
     return 255 if v > 255 else (0 if v < 0 else v)
 
@@ -183,8 +209,9 @@ def _vertical(dst, src, weights, bounds, shift):  # pragma: no cover - compiled 
 
 
 @_jit
-def _resample_into(out, img, full_h, full_w, top, left, vertical_rule):  # pragma: no cover
-    """out [oh, ow, C] ← the (top, left) window of ``img`` resized to full_h × full_w."""
+def _resample_into(out, img, full_h, full_w, top, left, vertical_rule, cubic):  # pragma: no cover
+    """out [oh, ow, C] ← the (top, left) window of ``img`` resized to full_h × full_w
+    (bicubic if ``cubic``, else bilinear)."""
     h, w, channels = img.shape
     oh, ow = out.shape[0], out.shape[1]
     need_h = full_w != w
@@ -193,10 +220,10 @@ def _resample_into(out, img, full_h, full_w, top, left, vertical_rule):  # pragm
         out[:, :, :] = img[top:top + oh, left:left + ow, :]
         return
     if need_h:
-        kx, bx = _coefficients(w, full_w)
+        kx, bx = _coefficients(w, full_w, cubic)
         kx, bx = kx[left:left + ow], bx[left:left + ow]
     if need_v:
-        ky, by = _coefficients(h, full_h)
+        ky, by = _coefficients(h, full_h, cubic)
         ky, by = ky[top:top + oh], by[top:top + oh]
     if not need_v:
         _horizontal(out, img[top:top + oh], kx, bx, 0)
@@ -249,13 +276,22 @@ def _normalize_into(out, res, mirror, mean, inv_std, low, high, chw):  # pragma:
                 out[y, x, c] = (v - mean[c]) * inv_std[c]
 
 
+def _is_cubic(interpolation: str) -> bool:
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {'|'.join(INTERPOLATIONS)}, "
+                         f"got {interpolation!r}")
+    return interpolation == "bicubic"
+
+
 def resample_into(out: np.ndarray, img: np.ndarray, full_h: int | None = None,
-                  full_w: int | None = None, top: int = 0, left: int = 0) -> None:
-    """Host version (for tests and tools): ``out`` ← PIL's bilinear resize of uint8 HWC
-    ``img`` to (full_h, full_w) (default: ``out``'s size), window at (top, left)."""
+                  full_w: int | None = None, top: int = 0, left: int = 0,
+                  interpolation: str = "bilinear") -> None:
+    """Host version (for tests and tools): ``out`` ← PIL's bilinear (or bicubic) resize of
+    uint8 HWC ``img`` to (full_h, full_w) (default: ``out``'s size), window at (top, left)."""
     full_h = out.shape[0] if full_h is None else full_h
     full_w = out.shape[1] if full_w is None else full_w
-    _resample_into(out, np.ascontiguousarray(img), full_h, full_w, top, left, PILLOW_VERTICAL_FIRST)
+    _resample_into(out, np.ascontiguousarray(img), full_h, full_w, top, left, PILLOW_VERTICAL_FIRST,
+                   _is_cubic(interpolation))
 
 
 # Compiled DALI operators, one per kind. DALI's NumbaFunction compiles its run and setup
@@ -264,7 +300,7 @@ def resample_into(out: np.ndarray, img: np.ndarray, full_h: int | None = None,
 # next (the output size, the window, mean and std) travels as inputs, never as compiled
 # constants: the output size as the shape of a zero-volume input (a setup function sees only
 # shapes), the window as int32 (full_h, full_w, top, left), mean and 1/std as float32 inputs.
-# Kinds: the uint8 resize, and resize + normalize per layout.
+# Kinds: the uint8 resize, and resize + normalize per layout, each per filter.
 _OPERATORS: dict = {}
 
 
@@ -280,8 +316,9 @@ def compiled_operator_kinds() -> tuple:
     return tuple(_OPERATORS)
 
 
-def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize=None):
-    """The DALI node: uint8 HWC ``images`` → PIL's bilinear resize, exactly.
+def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize=None,
+                     interpolation: str = "bilinear"):
+    """The DALI node: uint8 HWC ``images`` → PIL's bilinear (or ``"bicubic"``) resize, exactly.
 
     ``geometry``: None to resize the whole image to out_h × out_w, or an int32 [4] node
     (full_h, full_w, top, left) per sample for the window of a larger resize. ``normalize``:
@@ -292,15 +329,21 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
     """
     from nvidia.dali import fn, types
 
+    cubic = _is_cubic(interpolation)
     if normalize is not None and geometry is not None and normalize[3] is not None:
         raise ValueError("pil_resize_numba: a window (eval) is not mirrored")
     # the output size as a shape: DALI 2.4's NumbaFunction hands its setup function the
     # shapes of as many inputs as it has outputs, hence a second (empty) output per kind
-    size = fn.zeros(shape=[out_h, out_w, 0], dtype=types.UINT8)
-    if geometry is None:  # the whole image: the window of a resize to out_h × out_w at (0, 0)
+    # (out_h, out_w: ints, or int32 DataNodes fed at run time: train.size_schedule)
+    size = fn.zeros(shape=extent(out_h, out_w, 0), dtype=types.UINT8)
+    if geometry is None and isinstance(out_h, int) and isinstance(out_w, int):
+        # the whole image: the window of a resize to out_h × out_w at (0, 0)
         geometry = types.Constant(np.array([out_h, out_w, 0, 0], np.int32), device="cpu")
+    elif geometry is None:
+        geometry = extent(out_h, out_w, 0, 0, dtype=types.INT32)
     if normalize is None:
-        op = numba_operator(("resize", PILLOW_VERTICAL_FIRST), _resize_operator)
+        op = numba_operator(("resize", interpolation, PILLOW_VERTICAL_FIRST),
+                            lambda: _resize_operator(cubic))
         return op(images, size, geometry)[0]
     mean, std, layout, mirror, *clip = normalize
     low, high = clip if clip and clip[0] is not None else ([-3e38] * len(mean), [3e38] * len(mean))
@@ -310,12 +353,12 @@ def pil_resize_numba(images, *, out_h: int, out_w: int, geometry=None, normalize
     params = np.stack([np.asarray(mean, np.float64), 1.0 / np.asarray(std, np.float64),
                        np.asarray(low, np.float64), np.asarray(high, np.float64)])
     params = types.Constant(params.astype(np.float32), device="cpu")
-    op = numba_operator(("resize+normalize", layout, PILLOW_VERTICAL_FIRST),
-                        lambda: _normalizing_operator(layout == "CHW"))
+    op = numba_operator(("resize+normalize", layout, interpolation, PILLOW_VERTICAL_FIRST),
+                        lambda: _normalizing_operator(layout == "CHW", cubic))
     return op(images, size, geometry, mirror, params)[0]
 
 
-def _resize_operator():
+def _resize_operator(cubic: bool):
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
@@ -329,16 +372,16 @@ def _resize_operator():
             outs[1][i][0] = 0
 
     def run(out0, out1, in0, in1, in2):  # pragma: no cover - compiled by numba
-        resample(out0, in0, in2[0], in2[1], in2[2], in2[3], vertical_rule)
+        resample(out0, in0, in2[0], in2[1], in2[2], in2[3], vertical_rule, cubic)
 
     return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.UINT8, types.UINT8],
                          in_types=[types.UINT8, types.UINT8, types.INT32], outs_ndim=[3, 1],
                          ins_ndim=[3, 3, 1], batch_processing=False)
 
 
-def _normalizing_operator(chw: bool):
+def _normalizing_operator(chw: bool, cubic: bool):
     """(image, size, window, mirror, [mean, 1/std, low, high]) → float32 CHW or HWC, in one
-    pass."""
+    pass (``cubic``: Pillow's bicubic filter, else its bilinear)."""
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
@@ -358,7 +401,7 @@ def _normalizing_operator(chw: bool):
 
     def run(out0, out1, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
         res = np.empty((in1.shape[0], in1.shape[1], in0.shape[2]), np.uint8)
-        resample(res, in0, in2[0], in2[1], in2[2], in2[3], vertical_rule)
+        resample(res, in0, in2[0], in2[1], in2[2], in2[3], vertical_rule, cubic)
         normalize_into(out0, res, in3[0] != 0, in4[0], in4[1], in4[2], in4[3], chw)
 
     return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT, types.UINT8],

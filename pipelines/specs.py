@@ -9,12 +9,13 @@ lives. ``device_id=None`` makes the pipeline CPU-only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from dalinorm.config import Config
 from dalinorm.errors import MissingDependencyError
 
-__all__ = ["GraphSpec", "decoder_args", "import_dali", "new_pipeline"]
+__all__ = ["GraphSpec", "decoder_args", "import_dali", "new_conditional_pipeline", "new_pipeline",
+           "pipeline_kwargs"]
 
 
 def import_dali():
@@ -44,6 +45,12 @@ class GraphSpec:
     # DALI checkpointing: None for a fresh pipeline, or a state from Pipeline.checkpoint()
     checkpoint: str | None = None
     checkpointing: bool = False
+    # train: the size of each iteration's crops (``train.size_schedule``), fed at run time by
+    # pipelines/train_size.py; None: train.size
+    train_sizes: Callable[[int], int] | None = None
+    # train: read ``files`` in the given order, unshuffled and unsharded (the loader's sampler
+    # made this epoch's order: loader.repeated_augment)
+    in_order: bool = False
 
     @classmethod
     def for_block(cls, listing, start: int, end: int, **kwargs) -> "GraphSpec":
@@ -72,10 +79,10 @@ class GraphSpec:
         return "cpu" if self.device_id is None else "mixed"
 
 
-def new_pipeline(cfg: Config, spec: GraphSpec):
-    """An empty DALI pipeline for ``spec``: batch, threads, device, seed, prefetch, checkpoint."""
-    _, _, Pipeline = import_dali()
-    return Pipeline(
+def pipeline_kwargs(cfg: Config, spec: GraphSpec) -> dict:
+    """The DALI Pipeline arguments for ``spec``: batch, threads, device, seed, prefetch,
+    checkpoint."""
+    return dict(
         batch_size=cfg.loader.batch_size,
         num_threads=cfg.loader.num_threads,
         device_id=spec.device_id,
@@ -84,6 +91,23 @@ def new_pipeline(cfg: Config, spec: GraphSpec):
         enable_checkpointing=spec.checkpointing or spec.checkpoint is not None,
         checkpoint=spec.checkpoint,
     )
+
+
+def new_pipeline(cfg: Config, spec: GraphSpec):
+    """An empty DALI pipeline for ``spec`` (:func:`pipeline_kwargs`)."""
+    _, _, Pipeline = import_dali()
+    return Pipeline(**pipeline_kwargs(cfg, spec))
+
+
+def new_conditional_pipeline(cfg: Config, spec: GraphSpec, graph: Callable, *args):
+    """A pipeline whose graph is ``graph(*args)`` (it returns the outputs), built with DALI's
+    conditionals (``if`` on per-sample values splits the batch): ``pipeline_def(
+    enable_conditionals=True)`` rewrites ``graph`` with AutoGraph, which reads its source, so
+    ``graph`` must be defined in a ``.py`` file."""
+    import_dali()
+    from nvidia.dali import pipeline_def
+
+    return pipeline_def(graph, enable_conditionals=True, **pipeline_kwargs(cfg, spec))(*args)
 
 
 def decoder_args(cfg: Config, spec: GraphSpec) -> dict:
