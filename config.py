@@ -533,9 +533,9 @@ class StatsConfig:
         """The background value per channel (``channels`` of them), or None."""
         if self.background is None:
             return None
-        if isinstance(self.background, int):
-            return (self.background,) * channels
-        return tuple(self.background)
+        levels = (self.background,) if isinstance(self.background, int) else tuple(self.background)
+        # one level, as a number or a one-element list, holds for every channel
+        return levels * channels if len(levels) == 1 else levels
 
 
 @dataclass(frozen=True)
@@ -591,6 +591,10 @@ class Config:
                 unsupported.append("train.random_erase")
             if train.size_schedule is not None:
                 unsupported.append("train.size_schedule")
+            if self.stats.background is not None:
+                unsupported.append("stats.background")
+            if norm.keep_background:
+                unsupported.append("normalize.keep_background")
             unsupported += [f"{key}.interpolation" for key, value in
                             (("train", train.interpolation), ("eval", self.eval.interpolation))
                             if value != "bilinear"]
@@ -598,7 +602,11 @@ class Config:
                 raise ConfigError(unsupported[0], f"is not available with data.format "
                                   f"{self.data.format!r} (the array graphs crop, flip, resize "
                                   f"bilinearly and normalize only); remove it")
-        elif policy_keys and (channels != 3 or self.data.dtype != "uint8"):
+        erase_value = train.random_erase.value
+        if train.random_erase.probability > 0 and len(erase_value) not in (1, channels):
+            raise ConfigError("train.random_erase.value", f"must have 1 or data.channels "
+                              f"({channels}) values, got {len(erase_value)}")
+        if policy_keys and not self.data.reads_arrays and (channels != 3 or self.data.dtype != "uint8"):
             raise ConfigError(policy_keys[0], f"works on 8-bit RGB images (torchvision's PIL "
                               f"operations), but data is {channels}-channel {self.data.dtype}; "
                               f"remove it")

@@ -499,6 +499,23 @@ def run_bench(
     # grayscale or 16-bit images: the plain PIL candidates would give 8-bit RGB (PIL clips
     # 16-bit PNGs) and DALI's stock graph decodes 8-bit RGB: the reference DataLoader instead
     other_kind = (cfg.data.channels, cfg.data.dtype) != (3, "uint8")
+    # normalizations and per-epoch keys the plain loaders and DALI's stock graph do not apply:
+    # only the reference DataLoader (built from the same config) is a like-for-like baseline
+    norm = cfg.normalize
+    beyond_plain = [key for key, on in (
+        ("normalize.mode " + norm.mode, norm.mode in ("per_image", "percentile")),
+        ("normalize.keep_background", bool(norm.keep_background)),
+        ("train.size_schedule", cfg.train.size_schedule is not None and split == "train"),
+        ("loader.repeated_augment", cfg.loader.repeated_augment > 1 and split == "train"),
+    ) if on]
+    if beyond_plain and any(name in _IMAGE_ONLY for name in candidates):
+        asked = candidates
+        candidates = tuple(dict.fromkeys(
+            "reference" if name in _IMAGE_ONLY[:2] else name
+            for name in candidates if name != "dali-stock"))
+        log.info("bench with %s: candidates %s instead of %s (the plain torchvision loaders and "
+                 "DALI's stock graph do not apply it)", ", ".join(beyond_plain),
+                 ",".join(candidates), ",".join(asked))
     if (cfg.data.reads_arrays or other_kind) and any(name in _IMAGE_ONLY for name in candidates):
         asked = candidates
         candidates = tuple(dict.fromkeys(

@@ -247,7 +247,9 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--sample-data", action="store_true",
                         help="run the config's recipe on the shipped sample data, in batches of 8 "
-                             "(for an ImageNet config such as configs/recipe_*.yaml)")
+                             "(for an ImageNet config such as configs/recipe_*.yaml); overrides data.root, "
+                             "data.format, the batch size, threads, and turns loader.repeated_augment "
+                             "off (56 images are fewer than RASampler's 256)")
     parser.add_argument("--compare-normalization", action="store_true")
     parser.add_argument("--out", default="normalization_study", help="folder for the study's outputs")
     args = parser.parse_args()
@@ -266,6 +268,10 @@ def main() -> int:
                   "loader.batch_size=8", "loader.num_threads=2",
                   "loader.repeated_augment=1"] if args.sample_data else []
         cfg = load_config(args.config, overrides=sample + args.overrides)
+        if args.sample_data:
+            log.warning("--sample-data: data.root, data.format, loader.batch_size, "
+                        "loader.num_threads and loader.repeated_augment=1 override the config "
+                        "(the sample's 56 images are fewer than RASampler's 256)")
         rank, _, device = setup_distributed()
         if rank != 0:
             logging.getLogger().setLevel(logging.WARNING)

@@ -72,33 +72,40 @@ def _refuse_wrong_bit_depth(cfg: Config, listing: SplitListing) -> None:
     """A :class:`DatasetError` naming the first file whose header declares another bit depth
     than ``data.dtype`` (DALI would rescale it silently). With uint8 only PNG, TIFF and PNM
     files are read (a JPEG set costs nothing); with uint16 every file. ≈16 µs per PNG
-    header, ≈0.2 ms per TIFF (PIL reads its tags), in a thread pool. Packs are checked by
-    check-data and `dalinorm pack` (their members are read there anyway)."""
+    header, ≈0.2 ms per TIFF (PIL reads its tags), in a thread pool. In a pack the members'
+    headers are read in their tars (a pack made under another data.dtype, or foreign tars)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from dalinorm.data.sample_type import bit_depth_mismatch, read_sample_type
 
-    if listing.packed:
-        return
     if cfg.data.reads_arrays:
         _refuse_wrong_arrays(cfg, listing)
         return
-    files = [f for f in listing.files
-             if cfg.data.dtype != "uint8" or Path(f).suffix.lower() in _DEEP_EXTENSIONS]
-    if not files:
+    chosen = [i for i, f in enumerate(listing.files)
+              if cfg.data.dtype != "uint8" or Path(f).suffix.lower() in _DEEP_EXTENSIONS]
+    if not chosen:
         return
 
-    def reason(path):
+    def header(i):
+        source = listing.source(i)
+        if not source.in_tar:
+            return read_sample_type(source.path)
+        with open(source.path, "rb") as handle:  # a PNG's header is in its first 32 bytes
+            handle.seek(source.offset)
+            head = handle.read(min(source.size, 32))
+        return read_sample_type(source.read() if head[:4] in (b"II*\x00", b"MM\x00*") else head)
+
+    def reason(i):
         try:
-            return bit_depth_mismatch(read_sample_type(path), cfg.data.dtype)
-        except OSError:  # unreadable: the reader names it
+            return bit_depth_mismatch(header(i), cfg.data.dtype)
+        except (OSError, DatasetError):  # unreadable or truncated: the reader names it
             return None
 
     with ThreadPoolExecutor(max_workers=max(2, cfg.loader.num_threads)) as pool:
-        for path, why in zip(files, pool.map(reason, files, chunksize=256)):
+        for i, why in zip(chosen, pool.map(reason, chosen, chunksize=256)):
             if why:
-                raise DatasetError(f"{path}: {why}; run `dalinorm check-data` to list every such "
-                                   "file, or set data.on_bad_file: skip")
+                raise DatasetError(f"{listing.describe(i)}: {why}; run `dalinorm check-data` to "
+                                   "list every such file, or set data.on_bad_file: skip")
 
 
 def _refuse_wrong_arrays(cfg: Config, listing: SplitListing) -> None:
