@@ -26,7 +26,9 @@ __all__ = [
     "IMAGENET_POLICY",
     "POLICY_OPS",
     "describe_augmentation",
+    "erase_draws",
     "erase_images",
+    "erase_params",
     "augment_images",
     "needs_conditionals",
     "apply_op",
@@ -488,23 +490,41 @@ def _jitter_values(cfg: Config) -> tuple[float, ...]:
     return (cj.brightness, cj.contrast, cj.saturation, cj.hue)
 
 
-def erase_params(images, re, layout: str):
-    """torchvision's RandomErasing.get_params per sample, all 10 attempts drawn at once:
-    area = H·W·U(scale), aspect = exp(U(log ratio)), h = round(√(area·aspect)),
-    w = round(√(area/aspect)); the first attempt with h < H and w < W is used, its top-left
-    corner uniform over the positions that fit; none fits, or the p-coin says no: nothing
-    erased. Returns (anchor, shape) as float [2] (h, w order) per sample."""
+def erase_draws(re):
+    """The random draws of torchvision's RandomErasing for one sample, as DALI random operators
+    (seeded by the pipeline, restored by its checkpoints): (area fractions U(scale) [10],
+    aspects exp(U(log ratio)) [10], the p-coin's, the top's and the left's U[0, 1))."""
+    fn, _, _ = import_dali()
+    from nvidia.dali import math as dmath
+
+    tries = 10
+    area_u = fn.random.uniform(range=list(re.scale), shape=[tries])
+    log_lo, log_hi = math.log(re.ratio[0]), math.log(re.ratio[1])
+    aspect = dmath.exp(fn.random.uniform(range=[log_lo, log_hi], shape=[tries]))
+    coin = fn.random.uniform(range=[0.0, 1.0])
+    top_u = fn.random.uniform(range=[0.0, 1.0])
+    left_u = fn.random.uniform(range=[0.0, 1.0])
+    return area_u, aspect, coin, top_u, left_u
+
+
+def erase_params(images, re, layout: str, draws=None):
+    """torchvision's RandomErasing.get_params per sample, all 10 attempts drawn at once
+    (:func:`erase_draws`): area = H·W·U(scale), aspect = exp(U(log ratio)),
+    h = round(√(area·aspect)), w = round(√(area/aspect)); the first attempt with h < H and
+    w < W is used, its top-left corner uniform over the positions that fit; none fits, or the
+    p-coin says no: nothing erased. Returns (anchor, shape) as float [2] (h, w order) per
+    sample. Stock operators (the GPU's path; the CPU's is one numba operator,
+    :func:`dalinorm.pipelines.augment_cpu.erase_numba`, the same float32 arithmetic)."""
     fn, types, _ = import_dali()
     from nvidia.dali import math as dmath
 
     tries = 10
+    area_u, aspect, coin, top_u, left_u = erase_draws(re) if draws is None else draws
     shape = images.shape(dtype=types.INT32)
     hw = (0, 1) if layout == "HWC" else (1, 2)
     H = fn.cast(shape[hw[0]], dtype=types.FLOAT)
     W = fn.cast(shape[hw[1]], dtype=types.FLOAT)
-    area = H * W * fn.random.uniform(range=list(re.scale), shape=[tries])
-    log_lo, log_hi = math.log(re.ratio[0]), math.log(re.ratio[1])
-    aspect = dmath.exp(fn.random.uniform(range=[log_lo, log_hi], shape=[tries]))
+    area = H * W * area_u
     # Python's round() is half to even; a continuous draw lands on a tie with probability 0
     h = dmath.floor(dmath.sqrt(area * aspect) + 0.5)
     w = dmath.floor(dmath.sqrt(area / aspect) + 0.5)
@@ -516,24 +536,40 @@ def erase_params(images, re, layout: str):
     first = fn.reductions.min(fits * rank + (fits ^ True) * float(tries))
     chosen = fn.cast(dmath.min(first, float(tries - 1)), dtype=types.INT32)
     found = first < float(tries)
-    erase = (fn.random.uniform(range=[0.0, 1.0]) < re.probability) & found
+    erase = (coin < re.probability) & found
     eh = h[chosen] * erase
     ew = w[chosen] * erase
-    top = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (H - eh + 1.0))
-    left = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (W - ew + 1.0))
+    top = dmath.floor(top_u * (H - eh + 1.0))
+    left = dmath.floor(left_u * (W - ew + 1.0))
     top = dmath.min(top, H - eh)  # U[0, 1) can round to 1.0 in float32
     left = dmath.min(left, W - ew)
     return fn.stack(top, left), fn.stack(eh, ew)
 
 
-def erase_images(images, cfg: Config, *, with_draws: bool = False):
+def erase_images(images, cfg: Config, *, with_draws: bool = False, stock: bool | None = None):
     """``train.random_erase`` on normalized images (CHW or HWC, as ``output.layout``), the box
-    filled with ``value`` (per channel, in normalized units: 0 is the mean colour)."""
+    filled with ``value`` (per channel, in normalized units: 0 is the mean colour).
+
+    CPU images: one numba operator (:mod:`dalinorm.pipelines.augment_cpu`); GPU images: DALI's
+    ``fn.erase`` after the stock-operator box. ``stock=True`` forces the stock path (tests
+    compare the two). With ``with_draws``: (images, {"anchor", "shape"}) of the box."""
     fn, types, _ = import_dali()
     re = cfg.train.random_erase
     layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
-    anchor, shape = erase_params(images, re, layout)
     value = list(re.value) if len(re.value) == 3 else [re.value[0]] * 3
+    draws = erase_draws(re)
+    if stock is None:
+        stock = images.device != "cpu"
+    if not stock:
+        from nvidia.dali.pipeline import do_not_convert
+
+        from dalinorm.pipelines.augment_cpu import erase_numba
+
+        # outside AutoGraph (a conditional pipeline would rewrite the numba kernels)
+        out, box = do_not_convert(erase_numba)(images, draws, re.probability, value, layout)
+        out = fn.reshape(out, layout=layout)
+        return (out, {"anchor": box[0:2], "shape": box[2:4]}) if with_draws else out
+    anchor, shape = erase_params(images, re, layout, draws)
     # the fused CPU resize+normalize sets no layout on its output: name it (no copy)
     images = fn.reshape(images, layout=layout)
     out = fn.erase(images, anchor=anchor, shape=shape, axis_names="HW", fill_value=value,

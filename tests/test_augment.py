@@ -402,6 +402,42 @@ def test_random_erase_skips_when_no_attempt_fits():
     assert (shape == 0).all() and (out == 1.0).all()
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_random_erase_numba_and_stock_paths_give_the_same_boxes_and_pixels(layout):
+    """The CPU's numba operator and the stock-operator path (the GPU's) from the same draws:
+    the same box and the same image, bit for bit, over sizes where attempts fail and fit."""
+    from nvidia.dali import fn
+
+    from dalinorm.pipelines.augment_cpu import erase_numba
+
+    cfg = config_from_dict({"train": {"random_erase": {"probability": 0.7, "value": [1.0, 2.0, 3.0]}},
+                            "output": {"layout": layout}})
+    re, axes = cfg.train.random_erase, "CHW" if layout == "NCHW" else "HWC"
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(3, 30, (256, 2))
+    data = [rng.normal(size=(3, h, w) if axes == "CHW" else (h, w, 3)).astype(np.float32)
+            for h, w in sizes]
+    pipe = _pipe("cpu", len(data))
+    with pipe:
+        x = fn.external_source(source=lambda: data, batch=True, layout=axes)
+        draws = augment.erase_draws(re)
+        fast, box = erase_numba(x, draws, re.probability, [1.0, 2.0, 3.0], axes)
+        anchor, shape = augment.erase_params(x, re, axes, draws)
+        stock = fn.erase(x, anchor=anchor, shape=shape, axis_names="HW", fill_value=[1.0, 2.0, 3.0],
+                         normalized_anchor=False, normalized_shape=False)
+        pipe.set_outputs(fast, box, stock, anchor, shape)
+    pipe.build()
+    erased = 0
+    for _ in range(2):
+        fast, box, stock, anchor, shape = pipe.run()
+        for i in range(len(data)):
+            b = np.array(box[i])
+            assert (b == np.concatenate([np.array(anchor[i]), np.array(shape[i])])).all(), i
+            assert np.array_equal(np.array(fast[i]), np.array(stock[i])), i
+            erased += b[2] > 0
+    assert 0.4 * 512 < erased < 0.7 * 512  # both outcomes occur (p 0.7, small images often miss)
+
+
 # ------------------------------------------------------------------ config
 
 
