@@ -392,9 +392,13 @@ def _sign(shape=None):
     return _uniform_int(2, shape)
 
 
-def _policy(images, aa, with_draws: bool):
+def _policy(images, aa, with_draws: bool, stock: bool = True):
+    """The policy's draws per sample, then its operations: with ``stock``, DALI operators
+    selected by conditionals (the GPU's path); else one numba operator applying every stage
+    (:func:`dalinorm.pipelines.augment_cpu.policy_numba`, the CPU's path), from the same draws."""
     fn, types, _ = import_dali()
     draws: dict = {}
+    stages_cpu: list = []  # (code, parameter, warp row) per stage, for the numba operator
     if aa.policy in ("trivial_augment_wide", "rand_augment"):
         names, bins = POLICY_OPS, aa.num_magnitude_bins
         table = _magnitude_table(aa.policy, names, bins)
@@ -405,7 +409,10 @@ def _policy(images, aa, with_draws: bool):
             b = _uniform_int(bins) if aa.policy == "trivial_augment_wide" else aa.magnitude
             sign = _sign()
             magnitude = _lookup(table, op, b + bins * sign)
-            images = _select(names, op, images, magnitude, aa.policy)
+            if stock:
+                images = _select(names, op, images, magnitude, aa.policy)
+            else:
+                stages_cpu.append((op, magnitude, op * table.shape[1] + b + bins * sign, None))
             draws.update({f"op{stage}": op, f"sign{stage}": sign, f"param{stage}": magnitude})
             if aa.policy == "trivial_augment_wide":
                 draws[f"bin{stage}"] = b
@@ -428,13 +435,46 @@ def _policy(images, aa, with_draws: bool):
             magnitude = _lookup(table, op, b + AUTO_AUGMENT_BINS * sign)
             # torchvision: a stage runs when torch.rand() <= p
             run = u <= p
-            if run:
+            if not stock:
+                stages_cpu.append((op, magnitude, op * table.shape[1] + b + AUTO_AUGMENT_BINS * sign,
+                                   run))
+            elif run:
                 images = _select(names, op, images, magnitude, aa.policy)
             else:
                 images = images
             draws.update({f"run{stage}": run, f"op{stage}": op, f"sign{stage}": sign,
                           f"param{stage}": magnitude})
+    if not stock:
+        images = _policy_numba(images, aa.policy, names, table, stages_cpu)
     return images, draws
+
+
+def _policy_numba(images, policy: str, names, table, stages):
+    """Each stage's operation code, parameter and warp matrix (looked up per sample in tables
+    made here in Python), then the one numba operator that applies them all."""
+    import numpy as np
+
+    fn, types, _ = import_dali()
+    from nvidia.dali.pipeline import do_not_convert
+
+    from dalinorm.pipelines.augment_cpu import OP_CODES, lin_words, policy_numba, warp_linear
+
+    relative = policy != "trivial_augment_wide"
+    codes = np.array([OP_CODES[f"{n}@side" if relative and n.startswith("Translate") else n]
+                      for n in names], np.int32)
+    lins = np.array([warp_linear(names[i // table.shape[1]], float(v))
+                     for i, v in enumerate(table.reshape(-1))], np.float64)
+    code_of, lin_of = types.Constant(codes), types.Constant(lin_words(lins))
+    cs, ps, ls = [], [], []
+    for op, magnitude, row, run in stages:
+        code = code_of[op]
+        if run is not None:  # AutoAugment's stage probability: code 0 skips the stage
+            code = code * fn.cast(run, dtype=types.INT32)
+        cs.append(code)
+        ps.append(magnitude)
+        ls.append(lin_of[row])
+    # outside AutoGraph (a conditional pipeline would rewrite the numba kernels)
+    return do_not_convert(policy_numba)(images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls))
 
 
 def _color_jitter(images, cj, with_draws: bool):
@@ -472,15 +512,19 @@ def _color_jitter(images, cj, with_draws: bool):
     return images, draws
 
 
-def augment_images(images, cfg: Config, *, with_draws: bool = False):
+def augment_images(images, cfg: Config, *, with_draws: bool = False, stock: bool | None = None):
     """``train.color_jitter`` then ``train.auto_augment`` on uint8 HWC images (after the crop
-    and flip). With ``with_draws``: (images, {name: DataNode}) of the random draws."""
+    and flip). With ``with_draws``: (images, {name: DataNode}) of the random draws. The policy
+    runs as one numba operator on CPU images, as stock DALI operators on GPU images (or with
+    ``stock=True``: tests compare the two)."""
+    if stock is None:
+        stock = images.device != "cpu"
     draws: dict = {}
     if any(v > 0 for v in _jitter_values(cfg)):
         images, d = _color_jitter(images, cfg.train.color_jitter, with_draws)
         draws.update({f"jitter_{k}": v for k, v in d.items()})
     if cfg.train.auto_augment.policy != "none":
-        images, d = _policy(images, cfg.train.auto_augment, with_draws)
+        images, d = _policy(images, cfg.train.auto_augment, with_draws, stock)
         draws.update(d)
     return (images, draws) if with_draws else images
 
@@ -582,9 +626,13 @@ def uses_augmentation(cfg: Config) -> bool:
     return cfg.train.auto_augment.policy != "none" or any(v > 0 for v in _jitter_values(cfg))
 
 
-def needs_conditionals(cfg: Config) -> bool:
-    """The policies and the jitter's random order select operations per sample with
-    conditionals: the pipeline must be built with ``enable_conditionals=True``."""
+def needs_conditionals(cfg: Config, device: str = "gpu") -> bool:
+    """The policies (stock operators: the GPU's path) and the jitter's random order select
+    operations per sample with conditionals: the pipeline must be built with
+    ``enable_conditionals=True``. On the CPU (``device`` "cpu") a policy is one numba operator
+    and needs none."""
+    if device == "cpu":
+        return any(v > 0 for v in _jitter_values(cfg))
     return uses_augmentation(cfg)
 
 

@@ -19,7 +19,7 @@ from numba import njit
 
 from dalinorm.pipelines.resample import numba_operator
 
-__all__ = ["erase_numba"]
+__all__ = ["OP_CODES", "erase_numba", "lin_words", "policy_numba", "warp_linear"]
 
 _jit = njit(cache=True, nogil=True)
 
@@ -103,3 +103,302 @@ def erase_numba(images, draws, probability: float, value, layout: str):
     op = numba_operator(("erase", layout), lambda: _erase_operator(layout == "CHW"))
     out, box = op(images, area_u, aspect, u, value)
     return out, box
+
+
+# --------------------------------------------------------------------------- the policies
+# One operator applies a sample's drawn operations (TrivialAugmentWide's one, RandAugment's
+# num_ops, AutoAugment's two stages) to the uint8 HWC image, each as Pillow computes it for
+# torchvision's PIL path: the enhance blends in float32 truncated (Blend.c), SMOOTH rounded
+# half up (Filter.c), ImageOps' luts (autocontrast in double, equalize in integers), and the
+# warps as Geometry.c's bilinear affine (output pixel centres mapped in double, taps clipped to
+# the image, truncated; fill 0 outside). Per stage the operator takes an operation code
+# (OP_CODES), the parameter (augment.op_parameter's float32) and the linear part of the warp's
+# inverse matrix (float64, computed in Python as torchvision and Pillow compute it,
+# :func:`warp_linear`): the offsets, which depend on the image size, are computed here.
+
+OP_CODES = {
+    "Identity": 0, "ShearX": 1, "ShearY": 2, "TranslateX": 3, "TranslateY": 4, "Rotate": 5,
+    "Brightness": 6, "Color": 7, "Contrast": 8, "Sharpness": 9, "Posterize": 10, "Solarize": 11,
+    "AutoContrast": 12, "Equalize": 13, "Invert": 14,
+    # translations by a fraction of the side (RandAugment, AutoAugment)
+    "TranslateX@side": 15, "TranslateY@side": 16,
+}
+
+
+def warp_linear(op: str, param: float) -> tuple[float, float, float, float]:
+    """(a, b, d, e) of the inverse affine matrix (a, b, c, d, e, f) that torchvision hands
+    Pillow for ``op`` at ``param`` (Python doubles, the same calls): shears through
+    ``_get_inverse_affine_matrix``, rotations through Pillow's ``Image.rotate`` (angle mod 360,
+    cos and sin rounded to 15 digits); identity for the rest (translations included)."""
+    import math
+
+    if op in ("ShearX", "ShearY"):
+        from torchvision.transforms.functional import _get_inverse_affine_matrix
+
+        deg = math.degrees(math.atan(float(param)))
+        shear = [deg, 0.0] if op == "ShearX" else [0.0, deg]
+        m = _get_inverse_affine_matrix([0.0, 0.0], 0.0, [0.0, 0.0], 1.0, shear)
+        return m[0], m[1], m[3], m[4]
+    if op == "Rotate":
+        angle = -math.radians(float(param) % 360.0)
+        return (round(math.cos(angle), 15), round(math.sin(angle), 15),
+                round(-math.sin(angle), 15), round(math.cos(angle), 15))
+    return 1.0, 0.0, 0.0, 1.0
+
+
+@_jit
+def _blend_into(out, deg, img, alpha):  # pragma: no cover - compiled by numba
+    """Pillow's ImagingBlend(deg, img, alpha): float32 deg + alpha·(img − deg), clipped,
+    truncated. ``deg`` broadcasts per pixel (H, W, C)."""
+    f = np.float32
+    a = f(alpha)
+    H, W, C = img.shape
+    for y in range(H):
+        for x in range(W):
+            for c in range(C):
+                d = np.int32(deg[y, x, c])
+                t = f(f(d) + f(a * f(np.int32(img[y, x, c]) - d)))
+                if t <= f(0.0):
+                    out[y, x, c] = 0
+                elif t >= f(255.0):
+                    out[y, x, c] = 255
+                else:
+                    out[y, x, c] = np.uint8(np.int32(t))
+
+
+@_jit
+def _grey(img):  # pragma: no cover - compiled by numba
+    """Pillow's RGB → L (Convert.c L24): (19595·R + 38470·G + 7471·B + 0x8000) >> 16."""
+    H, W, _ = img.shape
+    g = np.empty((H, W), np.int32)
+    for y in range(H):
+        for x in range(W):
+            g[y, x] = (np.int32(img[y, x, 0]) * 19595 + np.int32(img[y, x, 1]) * 38470
+                       + np.int32(img[y, x, 2]) * 7471 + 32768) >> 16
+    return g
+
+
+@_jit
+def _enhance(out, img, code, factor):  # pragma: no cover - compiled by numba
+    H, W, C = img.shape
+    deg = np.zeros((H, W, C), np.uint8)
+    if code == 7:  # Color: the L image
+        g = _grey(img)
+        for c in range(C):
+            deg[:, :, c] = g
+    elif code == 8:  # Contrast: a flat grey at int(mean of L + 0.5) (ImageStat: sum / count)
+        g = _grey(img)
+        s = np.int64(0)
+        for y in range(H):
+            for x in range(W):
+                s += g[y, x]
+        deg[:] = np.uint8(int(float(s) / float(H * W) + 0.5))
+    elif code == 9:  # Sharpness: SMOOTH (1 1 1 / 1 5 1 / 1 1 1) / 13, rounded; border kept
+        deg[:] = img
+        for y in range(1, H - 1):
+            for x in range(1, W - 1):
+                for c in range(C):
+                    s = np.int32(0)
+                    for dy in range(-1, 2):
+                        for dx in range(-1, 2):
+                            s += np.int32(img[y + dy, x + dx, c])
+                    s += 4 * np.int32(img[y, x, c])
+                    # float32 S/13 + 0.5 truncated: S/13 is never within 1/26 of a half, so
+                    # the integer round half up is the same
+                    deg[y, x, c] = np.uint8((2 * s + 13) // 26)
+    _blend_into(out, deg, img, factor)
+
+
+@_jit
+def _lut_into(out, img, lut):  # pragma: no cover - compiled by numba
+    """``lut`` [C, 256] per channel."""
+    H, W, C = img.shape
+    for y in range(H):
+        for x in range(W):
+            for c in range(C):
+                out[y, x, c] = lut[c, img[y, x, c]]
+
+
+@_jit
+def _histogram(img, c):  # pragma: no cover - compiled by numba
+    h = np.zeros(256, np.int64)
+    H, W, _ = img.shape
+    for y in range(H):
+        for x in range(W):
+            h[img[y, x, c]] += 1
+    return h
+
+
+@_jit
+def _pointwise_lut(img, code, param):  # pragma: no cover - compiled by numba
+    C = img.shape[2]
+    lut = np.empty((C, 256), np.uint8)
+    for c in range(C):
+        if code == 10:  # Posterize: keep the top int(bits) bits
+            mask = ~((1 << (8 - int(param))) - 1) & 255
+            for i in range(256):
+                lut[c, i] = i & mask
+        elif code == 11:  # Solarize: i if i < threshold else 255 − i
+            for i in range(256):
+                lut[c, i] = i if i < param else 255 - i
+        elif code == 14:  # Invert
+            for i in range(256):
+                lut[c, i] = 255 - i
+        elif code == 12:  # AutoContrast: ImageOps.autocontrast (cutoff 0), in double
+            h = _histogram(img, c)
+            lo = 0
+            while lo < 255 and h[lo] == 0:
+                lo += 1
+            hi = 255
+            while hi > 0 and h[hi] == 0:
+                hi -= 1
+            if hi <= lo:
+                for i in range(256):
+                    lut[c, i] = i
+            else:
+                scale = 255.0 / (hi - lo)
+                offset = -lo * scale
+                for i in range(256):
+                    v = int(i * scale + offset)
+                    lut[c, i] = 0 if v < 0 else (255 if v > 255 else v)
+        else:  # Equalize: ImageOps.equalize, in integers
+            h = _histogram(img, c)
+            total, last, used = np.int64(0), np.int64(0), 0
+            for i in range(256):
+                if h[i]:
+                    total += h[i]
+                    last = h[i]
+                    used += 1
+            step = (total - last) // 255 if used > 1 else 0
+            if step == 0:
+                for i in range(256):
+                    lut[c, i] = i
+            else:
+                n = step // 2
+                for i in range(256):
+                    # Image.point clips its lut to [0, 255] (the last entries can reach 256)
+                    lut[c, i] = min(n // step, 255)
+                    n += h[i]
+    return lut
+
+
+@_jit
+def _affine_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled by numba
+    """Geometry.c's ImagingGenericTransform with affine_transform and bilinear_filter32RGB:
+    the output pixel centre (x + ½, y + ½) mapped in double; outside [0, W) × [0, H) the fill
+    (0); else taps at floor(x − ½), +1 clipped to the image (the lower row repeated past the
+    bottom), blended in double and truncated."""
+    H, W, C = img.shape
+    for y in range(H):
+        yc = y + 0.5
+        for x in range(W):
+            xc = x + 0.5
+            xin = m0 * xc + m1 * yc + m2
+            yin = m3 * xc + m4 * yc + m5
+            if xin < 0.0 or xin >= W or yin < 0.0 or yin >= H:
+                for c in range(C):
+                    out[y, x, c] = 0
+                continue
+            xin -= 0.5
+            yin -= 0.5
+            ix = int(np.floor(xin))
+            iy = int(np.floor(yin))
+            dx = xin - ix
+            dy = yin - iy
+            x0 = 0 if ix < 0 else (ix if ix < W else W - 1)
+            x1 = 0 if ix + 1 < 0 else (ix + 1 if ix + 1 < W else W - 1)
+            r0 = 0 if iy < 0 else (iy if iy < H else H - 1)
+            below = iy + 1 >= 0 and iy + 1 < H
+            for c in range(C):
+                a = float(img[r0, x0, c])
+                v1 = a + (float(img[r0, x1, c]) - a) * dx
+                if below:
+                    a = float(img[iy + 1, x0, c])
+                    v2 = a + (float(img[iy + 1, x1, c]) - a) * dx
+                else:
+                    v2 = v1
+                out[y, x, c] = np.uint8(int(v1 + (v2 - v1) * dy))
+
+
+@_jit
+def _warp_into(out, img, code, param, lin):  # pragma: no cover - compiled by numba
+    H, W, _ = img.shape
+    tx, ty = 0.0, 0.0
+    if code == 3:
+        tx = float(int(param))
+    elif code == 4:
+        ty = float(int(param))
+    elif code == 15:
+        tx = float(int(np.float32(param * np.float32(W))))
+    elif code == 16:
+        ty = float(int(np.float32(param * np.float32(H))))
+    # shears turn about (0, 0), the rest about the centre (W / 2, H / 2)
+    cx, cy = (0.0, 0.0) if code in (1, 2) else (W / 2.0, H / 2.0)
+    m0, m1, m3, m4 = lin[0], lin[1], lin[2], lin[3]
+    m2 = (m0 * (-cx - tx) + m1 * (-cy - ty)) + 0.0 + cx
+    m5 = (m3 * (-cx - tx) + m4 * (-cy - ty)) + 0.0 + cy
+    _affine_into(out, img, m0, m1, m2, m3, m4, m5)
+
+
+@_jit
+def _apply_into(out, img, code, param, lin):  # pragma: no cover - compiled by numba
+    if code == 0:
+        out[:] = img
+    elif code <= 5 or code >= 15:
+        _warp_into(out, img, code, param, lin)
+    elif code <= 9:
+        _enhance(out, img, code, param)
+    else:
+        _lut_into(out, img, _pointwise_lut(img, code, param))
+
+
+@_jit
+def policy_into(out, img, codes, params, lins):  # pragma: no cover - compiled by numba
+    """The stages (codes[s], params[s], lins[s]) one after the other, into ``out``."""
+    cur = np.empty(img.shape, np.uint8)
+    cur[:] = img
+    nxt = np.empty(img.shape, np.uint8)
+    for s in range(codes.shape[0]):
+        if codes[s] != 0:
+            # the float64 matrix travels as int32 words (DALI makes float64 constants float32)
+            lin = np.ascontiguousarray(lins[s]).view(np.float64)
+            _apply_into(nxt, cur, codes[s], params[s], lin)
+            cur, nxt = nxt, cur
+    out[:] = cur
+
+
+def _policy_operator():
+    """(uint8 HWC image, codes int32 [k], params float32 [k], lins [k, 8] int32: the words of
+    float64 [k, 4]) → image."""
+    from nvidia.dali import types
+    from nvidia.dali.plugin.numba import NumbaFunction
+
+    apply = policy_into
+
+    def setup(outs, ins):  # pragma: no cover - compiled by numba
+        for i in range(len(ins[0])):
+            outs[0][i][0] = ins[0][i][0]
+            outs[0][i][1] = ins[0][i][1]
+            outs[0][i][2] = ins[0][i][2]
+
+    def run(out0, in0, in1, in2, in3):  # pragma: no cover - compiled by numba
+        apply(out0, in0, in1, in2, in3)
+
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.UINT8],
+                         in_types=[types.UINT8, types.INT32, types.FLOAT, types.INT32],
+                         outs_ndim=[3], ins_ndim=[3, 1, 1, 2], batch_processing=False)
+
+
+def lin_words(lins) -> np.ndarray:
+    """float64 [..., 4] warp matrices as int32 [..., 8] words: DALI keeps int32 constants
+    exact, float64 ones it narrows to float32."""
+    lins = np.ascontiguousarray(lins, np.float64)
+    return lins.view(np.int32).reshape(lins.shape[:-1] + (8,))
+
+
+def policy_numba(images, codes, params, lins):
+    """The DALI node: uint8 HWC ``images`` after the drawn stages: ``codes`` int32 [k]
+    (OP_CODES, 0 to skip a stage), ``params`` float32 [k], ``lins`` int32 [k, 8]: the words
+    of float64 [k, 4] (:func:`warp_linear`; :func:`lin_words`)."""
+    op = numba_operator(("policy",), _policy_operator)
+    return op(images, codes, params, lins)

@@ -32,7 +32,7 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
     reader carries leftover samples into the next epoch and shards overlap; see docs). A pack:
     this rank's tars through a shuffle buffer (``data.shuffle_buffer``) seeded per rank.
     """
-    if needs_conditionals(cfg):
+    if needs_conditionals(cfg, "cpu" if spec.device_id is None else "gpu"):
         # the policies select an operation per sample with DALI's conditionals
         return new_conditional_pipeline(cfg, spec, _train_graph, cfg, spec, normalization)
     pipe = new_pipeline(cfg, spec)
