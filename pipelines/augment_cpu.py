@@ -147,91 +147,80 @@ def warp_linear(op: str, param: float) -> tuple[float, float, float, float]:
 
 
 @_jit
-def _blend_into(out, deg, img, alpha):  # pragma: no cover - compiled by numba
-    """Pillow's ImagingBlend(deg, img, alpha): float32 deg + alpha·(img − deg), clipped,
-    truncated. ``deg`` broadcasts per pixel (H, W, C)."""
+def _blend_flat(out, deg, img, alpha, stride):  # pragma: no cover - compiled by numba
+    """Pillow's ImagingBlend(deg, img, alpha) on flat uint8 arrays: float32
+    deg + alpha·(img − deg), clipped to [0, 255], truncated. ``deg[i // stride]``: stride 1 a
+    whole image, 3 one grey per pixel, 0 (with a 1-element deg) a flat value."""
     f = np.float32
     a = f(alpha)
-    H, W, C = img.shape
-    for y in range(H):
-        for x in range(W):
-            for c in range(C):
-                d = np.int32(deg[y, x, c])
-                t = f(f(d) + f(a * f(np.int32(img[y, x, c]) - d)))
-                if t <= f(0.0):
-                    out[y, x, c] = 0
-                elif t >= f(255.0):
-                    out[y, x, c] = 255
-                else:
-                    out[y, x, c] = np.uint8(np.int32(t))
+    for i in range(img.shape[0]):
+        d = f(deg[i // stride]) if stride > 0 else f(deg[0])
+        t = f(d + f(a * f(f(img[i]) - d)))
+        out[i] = np.uint8(min(max(t, f(0.0)), f(255.0)))
 
 
 @_jit
 def _grey(img):  # pragma: no cover - compiled by numba
-    """Pillow's RGB → L (Convert.c L24): (19595·R + 38470·G + 7471·B + 0x8000) >> 16."""
-    H, W, _ = img.shape
-    g = np.empty((H, W), np.int32)
-    for y in range(H):
-        for x in range(W):
-            g[y, x] = (np.int32(img[y, x, 0]) * 19595 + np.int32(img[y, x, 1]) * 38470
-                       + np.int32(img[y, x, 2]) * 7471 + 32768) >> 16
+    """Pillow's RGB → L (Convert.c L24) of a flat RGB image: (19595·R + 38470·G + 7471·B +
+    0x8000) >> 16 per pixel."""
+    n = img.shape[0] // 3
+    g = np.empty(n, np.uint8)
+    for p in range(n):
+        g[p] = (np.int32(img[3 * p]) * 19595 + np.int32(img[3 * p + 1]) * 38470
+                + np.int32(img[3 * p + 2]) * 7471 + 32768) >> 16
     return g
 
 
 @_jit
-def _enhance(out, img, code, factor):  # pragma: no cover - compiled by numba
-    H, W, C = img.shape
-    deg = np.zeros((H, W, C), np.uint8)
-    if code == 7:  # Color: the L image
-        g = _grey(img)
-        for c in range(C):
-            deg[:, :, c] = g
-    elif code == 8:  # Contrast: a flat grey at int(mean of L + 0.5) (ImageStat: sum / count)
+def _enhance(out, img, code, factor, H, W):  # pragma: no cover - compiled by numba
+    """Brightness (a blend with black), Color (with the L image), Contrast (with a flat grey
+    at int(mean of L + 0.5), ImageStat's sum / count in double), Sharpness (with SMOOTH), on
+    flat RGB arrays."""
+    if code == 6:
+        _blend_flat(out, np.zeros(1, np.uint8), img, factor, 0)
+    elif code == 7:
+        _blend_flat(out, _grey(img), img, factor, 3)
+    elif code == 8:
         g = _grey(img)
         s = np.int64(0)
-        for y in range(H):
-            for x in range(W):
-                s += g[y, x]
-        deg[:] = np.uint8(int(float(s) / float(H * W) + 0.5))
-    elif code == 9:  # Sharpness: SMOOTH (1 1 1 / 1 5 1 / 1 1 1) / 13, rounded; border kept
-        deg[:] = img
+        for p in range(g.shape[0]):
+            s += g[p]
+        pivot = np.full(1, int(float(s) / float(g.shape[0]) + 0.5), np.uint8)
+        _blend_flat(out, pivot, img, factor, 0)
+    else:  # SMOOTH (1 1 1 / 1 5 1 / 1 1 1) / 13, rounded half up, the 1-pixel border kept
+        deg = img.copy()
+        row = 3 * W
         for y in range(1, H - 1):
-            for x in range(1, W - 1):
-                for c in range(C):
-                    s = np.int32(0)
-                    for dy in range(-1, 2):
-                        for dx in range(-1, 2):
-                            s += np.int32(img[y + dy, x + dx, c])
-                    s += 4 * np.int32(img[y, x, c])
-                    # float32 S/13 + 0.5 truncated: S/13 is never within 1/26 of a half, so
-                    # the integer round half up is the same
-                    deg[y, x, c] = np.uint8((2 * s + 13) // 26)
-    _blend_into(out, deg, img, factor)
+            for i in range(y * row + 3, (y + 1) * row - 3):
+                s = (np.int32(img[i - row - 3]) + np.int32(img[i - row]) + np.int32(img[i - row + 3])
+                     + np.int32(img[i - 3]) + 5 * np.int32(img[i]) + np.int32(img[i + 3])
+                     + np.int32(img[i + row - 3]) + np.int32(img[i + row]) + np.int32(img[i + row + 3]))
+                # float32 S/13 + 0.5 truncated: S/13 is never within 1/26 of a half, so the
+                # integer round half up is the same
+                deg[i] = np.uint8((2 * s + 13) // 26)
+        _blend_flat(out, deg, img, factor, 1)
 
 
 @_jit
 def _lut_into(out, img, lut):  # pragma: no cover - compiled by numba
-    """``lut`` [C, 256] per channel."""
-    H, W, C = img.shape
-    for y in range(H):
-        for x in range(W):
-            for c in range(C):
-                out[y, x, c] = lut[c, img[y, x, c]]
+    """``lut`` [3, 256] per channel, flat RGB arrays."""
+    for p in range(img.shape[0] // 3):
+        out[3 * p] = lut[0, img[3 * p]]
+        out[3 * p + 1] = lut[1, img[3 * p + 1]]
+        out[3 * p + 2] = lut[2, img[3 * p + 2]]
 
 
 @_jit
 def _histogram(img, c):  # pragma: no cover - compiled by numba
     h = np.zeros(256, np.int64)
-    H, W, _ = img.shape
-    for y in range(H):
-        for x in range(W):
-            h[img[y, x, c]] += 1
+    for p in range(img.shape[0] // 3):
+        h[img[3 * p + c]] += 1
     return h
 
 
 @_jit
 def _pointwise_lut(img, code, param):  # pragma: no cover - compiled by numba
-    C = img.shape[2]
+    C = 3
     lut = np.empty((C, 256), np.uint8)
     for c in range(C):
         if code == 10:  # Posterize: keep the top int(bits) bits
@@ -347,24 +336,34 @@ def _apply_into(out, img, code, param, lin):  # pragma: no cover - compiled by n
     elif code <= 5 or code >= 15:
         _warp_into(out, img, code, param, lin)
     elif code <= 9:
-        _enhance(out, img, code, param)
+        _enhance(out.reshape(-1), img.reshape(-1), code, param, img.shape[0], img.shape[1])
     else:
-        _lut_into(out, img, _pointwise_lut(img, code, param))
+        flat = img.reshape(-1)
+        _lut_into(out.reshape(-1), flat, _pointwise_lut(flat, code, param))
 
 
 @_jit
 def policy_into(out, img, codes, params, lins):  # pragma: no cover - compiled by numba
     """The stages (codes[s], params[s], lins[s]) one after the other, into ``out``."""
-    cur = np.empty(img.shape, np.uint8)
-    cur[:] = img
-    nxt = np.empty(img.shape, np.uint8)
+    active = 0
     for s in range(codes.shape[0]):
-        if codes[s] != 0:
-            # the float64 matrix travels as int32 words (DALI makes float64 constants float32)
-            lin = np.ascontiguousarray(lins[s]).view(np.float64)
-            _apply_into(nxt, cur, codes[s], params[s], lin)
-            cur, nxt = nxt, cur
-    out[:] = cur
+        active += codes[s] != 0
+    if active == 0:
+        out.reshape(-1)[:] = img.reshape(-1)
+        return
+    a = np.empty(img.shape, np.uint8) if active > 1 else out
+    b = np.empty(img.shape, np.uint8) if active > 2 else out
+    src = img
+    done = 0
+    for s in range(codes.shape[0]):
+        if codes[s] == 0:
+            continue
+        done += 1
+        dst = out if done == active else (a if done % 2 == 1 else b)
+        # the float64 matrix travels as int32 words (DALI makes float64 constants float32)
+        lin = np.ascontiguousarray(lins[s]).view(np.float64)
+        _apply_into(dst, src, codes[s], params[s], lin)
+        src = dst
 
 
 def _policy_operator():
