@@ -29,6 +29,7 @@ __all__ = [
     "erase_draws",
     "erase_images",
     "erase_params",
+    "fuses_normalization",
     "augment_images",
     "needs_conditionals",
     "apply_op",
@@ -392,7 +393,7 @@ def _sign(shape=None):
     return _uniform_int(2, shape)
 
 
-def _policy(images, aa, with_draws: bool, stock: bool = True):
+def _policy(images, aa, with_draws: bool, stock: bool = True, normalize=None):
     """The policy's draws per sample, then its operations: with ``stock``, DALI operators
     selected by conditionals (the GPU's path); else one numba operator applying every stage
     (:func:`dalinorm.pipelines.augment_cpu.policy_numba`, the CPU's path), from the same draws."""
@@ -445,11 +446,11 @@ def _policy(images, aa, with_draws: bool, stock: bool = True):
             draws.update({f"run{stage}": run, f"op{stage}": op, f"sign{stage}": sign,
                           f"param{stage}": magnitude})
     if not stock:
-        images = _policy_numba(images, aa.policy, names, table, stages_cpu)
+        images = _policy_numba(images, aa.policy, names, table, stages_cpu, normalize)
     return images, draws
 
 
-def _policy_numba(images, policy: str, names, table, stages):
+def _policy_numba(images, policy: str, names, table, stages, normalize=None):
     """Each stage's operation code, parameter and warp matrix (looked up per sample in tables
     made here in Python), then the one numba operator that applies them all."""
     import numpy as np
@@ -474,6 +475,12 @@ def _policy_numba(images, policy: str, names, table, stages):
         ps.append(magnitude)
         ls.append(lin_of[row])
     # outside AutoGraph (a conditional pipeline would rewrite the numba kernels)
+    if normalize is not None:
+        from dalinorm.pipelines.augment_cpu import normalizing_policy_numba
+
+        mean, std, layout, mirror = normalize
+        return do_not_convert(normalizing_policy_numba)(
+            images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls), mirror, mean, std, layout)
     return do_not_convert(policy_numba)(images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls))
 
 
@@ -512,19 +519,31 @@ def _color_jitter(images, cj, with_draws: bool):
     return images, draws
 
 
-def augment_images(images, cfg: Config, *, with_draws: bool = False, stock: bool | None = None):
+def fuses_normalization(cfg: Config, device: str) -> bool:
+    """Whether :func:`augment_images` can take the flip and the normalization into the CPU's
+    policy operator (``normalize=``): a policy, no colour jitter, CPU images."""
+    return (device == "cpu" and cfg.train.auto_augment.policy != "none"
+            and not any(v > 0 for v in _jitter_values(cfg)))
+
+
+def augment_images(images, cfg: Config, *, with_draws: bool = False, stock: bool | None = None,
+                   normalize=None):
     """``train.color_jitter`` then ``train.auto_augment`` on uint8 HWC images (after the crop
     and flip). With ``with_draws``: (images, {name: DataNode}) of the random draws. The policy
     runs as one numba operator on CPU images, as stock DALI operators on GPU images (or with
-    ``stock=True``: tests compare the two)."""
+    ``stock=True``: tests compare the two). ``normalize``: (mean, std in 0–255 units, layout,
+    mirror node), only where :func:`fuses_normalization`: the unflipped uint8 images are
+    flipped, augmented and normalized to float32 in one numba operator."""
     if stock is None:
         stock = images.device != "cpu"
+    if normalize is not None and (stock or not fuses_normalization(cfg, images.device)):
+        raise ValueError("augment_images: normalize= needs the CPU policy operator")
     draws: dict = {}
     if any(v > 0 for v in _jitter_values(cfg)):
         images, d = _color_jitter(images, cfg.train.color_jitter, with_draws)
         draws.update({f"jitter_{k}": v for k, v in d.items()})
     if cfg.train.auto_augment.policy != "none":
-        images, d = _policy(images, cfg.train.auto_augment, with_draws, stock)
+        images, d = _policy(images, cfg.train.auto_augment, with_draws, stock, normalize)
         draws.update(d)
     return (images, draws) if with_draws else images
 

@@ -401,3 +401,54 @@ def policy_numba(images, codes, params, lins):
     of float64 [k, 4] (:func:`warp_linear`; :func:`lin_words`)."""
     op = numba_operator(("policy",), _policy_operator)
     return op(images, codes, params, lins)
+
+
+def _normalizing_policy_operator(chw: bool):
+    """(uint8 HWC image, codes int32 [k + 1] (the last: mirror), params float32 [k], lins
+    int32 [k, 8], mean and 1/std float32 [6]) → float32 CHW or HWC: flip, the stages, then
+    normalize, in one operator (what fn.flip, the policy and crop_mirror_normalize do)."""
+    from nvidia.dali import types
+    from nvidia.dali.plugin.numba import NumbaFunction
+
+    from dalinorm.pipelines.resample import _normalize_into
+
+    apply, normalize_into = policy_into, _normalize_into
+
+    def setup(outs, ins):  # pragma: no cover - compiled by numba
+        for i in range(len(ins[0])):
+            if chw:
+                outs[0][i][0] = ins[0][i][2]
+                outs[0][i][1] = ins[0][i][0]
+                outs[0][i][2] = ins[0][i][1]
+            else:
+                outs[0][i][0] = ins[0][i][0]
+                outs[0][i][1] = ins[0][i][1]
+                outs[0][i][2] = ins[0][i][2]
+
+    def run(out0, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
+        k = in1.shape[0] - 1
+        src = in0
+        if in1[k] != 0:  # torchvision flips before the policy
+            src = np.ascontiguousarray(in0[:, ::-1, :])
+        res = np.empty(in0.shape, np.uint8)
+        apply(res, src, np.ascontiguousarray(in1[:k]), in2, in3)
+        normalize_into(out0, res, False, np.ascontiguousarray(in4[:3]),
+                       np.ascontiguousarray(in4[3:]), chw)
+
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT],
+                         in_types=[types.UINT8, types.INT32, types.FLOAT, types.INT32, types.FLOAT],
+                         outs_ndim=[3], ins_ndim=[3, 1, 1, 2, 1], batch_processing=False)
+
+
+def normalizing_policy_numba(images, codes, params, lins, mirror, mean, std, layout: str):
+    """:func:`policy_numba` with the flip before and the normalization after, in one operator:
+    float32 ``layout`` ("CHW"|"HWC") output, (x − mean) · (1/std) in float32 (``mean``, ``std``
+    in 0–255 units), as the fused exact resize normalizes."""
+    from nvidia.dali import fn, types
+
+    codes = fn.cat(codes, fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]))
+    inv_std = (1.0 / np.array(std, np.float64)).astype(np.float32)
+    norm = types.Constant(np.concatenate([np.array(mean, np.float32), inv_std]), device="cpu")
+    op = numba_operator(("policy+normalize", layout),
+                        lambda: _normalizing_policy_operator(layout == "CHW"))
+    return op(images, codes, params, lins, norm)

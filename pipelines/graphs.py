@@ -5,8 +5,8 @@ reductions; one definition for both devices (:mod:`dalinorm.pipelines.specs`).""
 from __future__ import annotations
 
 from dalinorm.config import Config
-from dalinorm.pipelines.augment import (augment_images, erase_images, needs_conditionals,
-                                        uses_augmentation)
+from dalinorm.pipelines.augment import (augment_images, erase_images, fuses_normalization,
+                                        needs_conditionals, uses_augmentation)
 from dalinorm.pipelines.normalize import Normalization, dali_mean_std, normalize_images
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
@@ -77,11 +77,18 @@ def _train_graph(cfg: Config, spec: GraphSpec, normalization: Normalization):
                                                out_h=out_h, out_w=out_w)
         mirror = fn.random.coin_flip(probability=cfg.train.hflip)
         flip = {"mirror": mirror}
-        if augmented:
-            # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
-            images = augment_images(fn.flip(images, horizontal=mirror), cfg)
-            flip = {}
-        images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
+        if (augmented and exact_resize(cfg, spec) and cfg.output.dtype == "float32"
+                and not normalization.per_image and fuses_normalization(cfg, images.device)):
+            # the CPU: flip, policy and normalize in one numba operator
+            mean, std = dali_mean_std(normalization)
+            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+            images = augment_images(images, cfg, normalize=(mean, std, layout, mirror))
+        else:
+            if augmented:
+                # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
+                images = augment_images(fn.flip(images, horizontal=mirror), cfg)
+                flip = {}
+            images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
     if cfg.train.random_erase.probability > 0:
         images = erase_images(images, cfg)  # after normalization, as torchvision's recipe
     return images, labels_on_device(labels, spec)

@@ -354,6 +354,36 @@ def test_numba_policy_compiles_once_and_chains_stages_as_torchvision():
     assert sum(kind[0] == "policy" for kind in compiled_operator_kinds()) == 1
 
 
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+def test_fused_flip_policy_normalize_is_torchvisions_chain(layout):
+    """The CPU train graph's one operator (flip, policy, normalize) gives torchvision's
+    hflip → the drawn op (PIL) → (x − mean)·(1/std) in float32, per sample."""
+    from nvidia.dali import fn
+
+    images = textured(64, 8, 10, seed=8)
+    cfg = _cfg(auto_augment="trivial_augment_wide")
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    pipe = _pipe("cpu", len(images))
+    with pipe:
+        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        mirror = fn.random.coin_flip(probability=0.5)
+        out, d = augment.augment_images(x, cfg, with_draws=True, normalize=(mean, std, layout, mirror))
+        pipe.set_outputs(out, mirror, d["op0"], d["param0"])
+    pipe.build()
+    out, mirror, ops, params = ([np.array(t) for t in r] for r in pipe.run())
+    inv = (1.0 / np.array(std)).astype(np.float32)
+    flips = 0
+    for k in range(len(images)):
+        img = Image.fromarray(images[k][:, ::-1] if mirror[k] else images[k])
+        flips += bool(mirror[k])
+        b = np.asarray(torchvision_op(img, augment.POLICY_OPS[int(ops[k])], float(params[k]),
+                                      "trivial_augment_wide"))
+        ref = (b.astype(np.float32) - np.array(mean, np.float32)) * inv
+        np.testing.assert_array_equal(out[k], ref.transpose(2, 0, 1) if layout == "CHW" else ref,
+                                      err_msg=str(k))
+    assert 0 < flips < len(images)
+
+
 def test_rand_augment_draws_num_ops_at_the_fixed_magnitude():
     images = textured(BATCH, 8, 8, seed=2)
     cfg = _cfg(auto_augment={"policy": "rand_augment", "num_ops": 2, "magnitude": 9})
