@@ -8,6 +8,9 @@ torchvision's operation list, magnitudes, number of bins, signs, fill (0, black)
 probabilities, and with brightness, contrast and saturation computed as PIL does (an integer
 grey mean or ``L`` image, a float32 blend truncated to uint8). What still differs, per
 operation, is measured in docs/AUGMENT.md and held to tolerances in tests/test_augment.py.
+That is the GPU's path. On CPU images the policies and the erasing run instead as numba
+operators from the same draws (:mod:`dalinorm.pipelines.augment_cpu`), bit-exact to
+torchvision's PIL ops and needing no conditionals.
 
 Every random draw is made here, from the pipeline's seed, so :func:`augment_images` can also
 return the draws (``with_draws=True``) that select each sample's operations: the distribution
