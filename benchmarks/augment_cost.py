@@ -1,7 +1,9 @@
 """What each per-sample augmentation costs: CPU ms per image of the DALI graph's operation
-(pipelines/augment.py, DALI's CPU backend, one thread) next to torchvision's functional op on
-the PIL image (what the reference DataLoader's workers run), on 176² uint8 images (the
-torchvision recipe's train crop), plus the policies and the erasing as the train graph runs them.
+(pipelines/augment.py, DALI's CPU backend, one thread) as stock DALI operators (the GPU's
+path) and as the CPU's numba operator (pipelines/augment_cpu.py, what the CPU graph runs), next
+to torchvision's functional op on the PIL image (what the reference DataLoader's workers run),
+on 176² uint8 images (the torchvision recipe's train crop), plus the policies and the erasing
+as the train graph runs them.
 
     python benchmarks/augment_cost.py [--batch 64] [--repeat 5] [--size 176]
 
@@ -87,7 +89,7 @@ def dali_cost(images, build, repeat: int) -> float:
     return _cpu_ms(pipe.run, repeat, len(images))
 
 
-def conditional_cost(images, cfg, repeat: int, erase: bool = False) -> float:
+def conditional_cost(images, cfg, repeat: int, erase: bool = False, stock: bool = True) -> float:
     from nvidia.dali import fn, pipeline_def
 
     from dalinorm.pipelines import augment
@@ -98,8 +100,8 @@ def conditional_cost(images, cfg, repeat: int, erase: bool = False) -> float:
         x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
         if erase:
             x = fn.crop_mirror_normalize(x, output_layout="CHW", mean=[0.0], std=[255.0])
-            return augment.erase_images(x, cfg)
-        return augment.augment_images(x, cfg)
+            return augment.erase_images(x, cfg, stock=stock)
+        return augment.augment_images(x, cfg, stock=stock)
 
     pipe = graph()
     pipe.build()
@@ -130,10 +132,22 @@ def main() -> None:
             p = fn.external_source(source=_const([np.float32(param)] * len(images)), batch=True)
             return augment.apply_op(x, op, p, policy="rand_augment")
 
+        def build_numba(x, op=op, param=param):
+            from nvidia.dali import types
+
+            from dalinorm.pipelines.augment_cpu import OP_CODES, lin_words, policy_numba, warp_linear
+
+            code = OP_CODES[f"{op}@side" if op.startswith("Translate") else op]
+            return policy_numba(x, types.Constant(np.array([code], np.int32)),
+                                types.Constant(np.array([param], np.float32)),
+                                types.Constant(lin_words(np.array([warp_linear(op, param)]))))
+
         ours = dali_cost(images, build, args.repeat) - base
+        fast = dali_cost(images, build_numba, args.repeat) - base
         call = torchvision_call(op, param)
         theirs = _cpu_ms(lambda: [call(im) for im in pils], args.repeat, len(pils))
-        rows.append({"operation": op, "dali_ms": round(ours, 3), "torchvision_pil_ms": round(theirs, 3)})
+        rows.append({"operation": op, "dali_ms": round(ours, 3), "numba_ms": round(fast, 3),
+                     "torchvision_pil_ms": round(theirs, 3)})
         print(json.dumps(rows[-1]), flush=True)
     from torchvision.transforms import v2
 
@@ -149,11 +163,14 @@ def main() -> None:
     for name, train, ref in policies:
         cfg = config_from_dict({"train": train})
         ours = conditional_cost(images, cfg, args.repeat) - base
+        fast = conditional_cost(images, cfg, args.repeat, stock=False) - base  # jitter: stock
         theirs = _cpu_ms(lambda: [ref(im) for im in pils], args.repeat, len(pils))
-        rows.append({"operation": name, "dali_ms": round(ours, 3), "torchvision_pil_ms": round(theirs, 3)})
+        rows.append({"operation": name, "dali_ms": round(ours, 3), "numba_ms": round(fast, 3),
+                     "torchvision_pil_ms": round(theirs, 3)})
         print(json.dumps(rows[-1]), flush=True)
     cfg = config_from_dict({"train": {"random_erase": 0.5}})
     with_erase = conditional_cost(images, cfg, args.repeat, erase=True)
+    with_erase_numba = conditional_cost(images, cfg, args.repeat, erase=True, stock=False)
     from nvidia.dali import fn
 
     norm_only = dali_cost(images, lambda x: fn.crop_mirror_normalize(
@@ -163,12 +180,13 @@ def main() -> None:
     erase = v2.RandomErasing(p=0.5)
     theirs = _cpu_ms(lambda: [erase(t) for t in tensors], args.repeat, len(tensors))
     rows.append({"operation": "RandomErasing(p=0.5), float CHW", "dali_ms": round(with_erase - norm_only, 3),
-                 "torchvision_pil_ms": round(theirs, 3)})
+                 "numba_ms": round(with_erase_numba - norm_only, 3), "torchvision_pil_ms": round(theirs, 3)})
     print(json.dumps(rows[-1]), flush=True)
-    print(f"\n| operation ({args.size}², CPU ms per image, one thread) | DALI graph | torchvision |")
-    print("|---|---:|---:|")
+    print(f"\n| operation ({args.size}², CPU ms per image, one thread) | stock DALI operators "
+          f"(GPU path) | numba operator (CPU path) | torchvision |")
+    print("|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['operation']} | {r['dali_ms']:.3f} | {r['torchvision_pil_ms']:.3f} |")
+        print(f"| {r['operation']} | {r['dali_ms']:.3f} | {r['numba_ms']:.3f} | {r['torchvision_pil_ms']:.3f} |")
 
 
 def _const(batch):

@@ -8,6 +8,9 @@ torchvision's operation list, magnitudes, number of bins, signs, fill (0, black)
 probabilities, and with brightness, contrast and saturation computed as PIL does (an integer
 grey mean or ``L`` image, a float32 blend truncated to uint8). What still differs, per
 operation, is measured in docs/AUGMENT.md and held to tolerances in tests/test_augment.py.
+That is the GPU's path. On CPU images the policies and the erasing run instead as numba
+operators from the same draws (:mod:`dalinorm.pipelines.augment_cpu`), bit-exact to
+torchvision's PIL ops and needing no conditionals.
 
 Every random draw is made here, from the pipeline's seed, so :func:`augment_images` can also
 return the draws (``with_draws=True``) that select each sample's operations: the distribution
@@ -26,7 +29,10 @@ __all__ = [
     "IMAGENET_POLICY",
     "POLICY_OPS",
     "describe_augmentation",
+    "erase_draws",
     "erase_images",
+    "erase_params",
+    "fuses_normalization",
     "augment_images",
     "needs_conditionals",
     "apply_op",
@@ -390,9 +396,13 @@ def _sign(shape=None):
     return _uniform_int(2, shape)
 
 
-def _policy(images, aa, with_draws: bool):
+def _policy(images, aa, with_draws: bool, stock: bool = True, normalize=None):
+    """The policy's draws per sample, then its operations: with ``stock``, DALI operators
+    selected by conditionals (the GPU's path); else one numba operator applying every stage
+    (:func:`dalinorm.pipelines.augment_cpu.policy_numba`, the CPU's path), from the same draws."""
     fn, types, _ = import_dali()
     draws: dict = {}
+    stages_cpu: list = []  # (code, parameter, warp row) per stage, for the numba operator
     if aa.policy in ("trivial_augment_wide", "rand_augment"):
         names, bins = POLICY_OPS, aa.num_magnitude_bins
         table = _magnitude_table(aa.policy, names, bins)
@@ -403,7 +413,10 @@ def _policy(images, aa, with_draws: bool):
             b = _uniform_int(bins) if aa.policy == "trivial_augment_wide" else aa.magnitude
             sign = _sign()
             magnitude = _lookup(table, op, b + bins * sign)
-            images = _select(names, op, images, magnitude, aa.policy)
+            if stock:
+                images = _select(names, op, images, magnitude, aa.policy)
+            else:
+                stages_cpu.append((op, magnitude, op * table.shape[1] + b + bins * sign, None))
             draws.update({f"op{stage}": op, f"sign{stage}": sign, f"param{stage}": magnitude})
             if aa.policy == "trivial_augment_wide":
                 draws[f"bin{stage}"] = b
@@ -426,13 +439,52 @@ def _policy(images, aa, with_draws: bool):
             magnitude = _lookup(table, op, b + AUTO_AUGMENT_BINS * sign)
             # torchvision: a stage runs when torch.rand() <= p
             run = u <= p
-            if run:
+            if not stock:
+                stages_cpu.append((op, magnitude, op * table.shape[1] + b + AUTO_AUGMENT_BINS * sign,
+                                   run))
+            elif run:
                 images = _select(names, op, images, magnitude, aa.policy)
             else:
                 images = images
             draws.update({f"run{stage}": run, f"op{stage}": op, f"sign{stage}": sign,
                           f"param{stage}": magnitude})
+    if not stock:
+        images = _policy_numba(images, aa.policy, names, table, stages_cpu, normalize)
     return images, draws
+
+
+def _policy_numba(images, policy: str, names, table, stages, normalize=None):
+    """Each stage's operation code, parameter and warp matrix (looked up per sample in tables
+    made here in Python), then the one numba operator that applies them all."""
+    import numpy as np
+
+    fn, types, _ = import_dali()
+    from nvidia.dali.pipeline import do_not_convert
+
+    from dalinorm.pipelines.augment_cpu import OP_CODES, lin_words, policy_numba, warp_linear
+
+    relative = policy != "trivial_augment_wide"
+    codes = np.array([OP_CODES[f"{n}@side" if relative and n.startswith("Translate") else n]
+                      for n in names], np.int32)
+    lins = np.array([warp_linear(names[i // table.shape[1]], float(v))
+                     for i, v in enumerate(table.reshape(-1))], np.float64)
+    code_of, lin_of = types.Constant(codes), types.Constant(lin_words(lins))
+    cs, ps, ls = [], [], []
+    for op, magnitude, row, run in stages:
+        code = code_of[op]
+        if run is not None:  # AutoAugment's stage probability: code 0 skips the stage
+            code = code * fn.cast(run, dtype=types.INT32)
+        cs.append(code)
+        ps.append(magnitude)
+        ls.append(lin_of[row])
+    # outside AutoGraph (a conditional pipeline would rewrite the numba kernels)
+    if normalize is not None:
+        from dalinorm.pipelines.augment_cpu import normalizing_policy_numba
+
+        mean, std, layout, mirror = normalize
+        return do_not_convert(normalizing_policy_numba)(
+            images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls), mirror, mean, std, layout)
+    return do_not_convert(policy_numba)(images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls))
 
 
 def _color_jitter(images, cj, with_draws: bool):
@@ -470,15 +522,31 @@ def _color_jitter(images, cj, with_draws: bool):
     return images, draws
 
 
-def augment_images(images, cfg: Config, *, with_draws: bool = False):
+def fuses_normalization(cfg: Config, device: str) -> bool:
+    """Whether :func:`augment_images` can take the flip and the normalization into the CPU's
+    policy operator (``normalize=``): a policy, no colour jitter, CPU images."""
+    return (device == "cpu" and cfg.train.auto_augment.policy != "none"
+            and not any(v > 0 for v in _jitter_values(cfg)))
+
+
+def augment_images(images, cfg: Config, *, with_draws: bool = False, stock: bool | None = None,
+                   normalize=None):
     """``train.color_jitter`` then ``train.auto_augment`` on uint8 HWC images (after the crop
-    and flip). With ``with_draws``: (images, {name: DataNode}) of the random draws."""
+    and flip). With ``with_draws``: (images, {name: DataNode}) of the random draws. The policy
+    runs as one numba operator on CPU images, as stock DALI operators on GPU images (or with
+    ``stock=True``: tests compare the two). ``normalize``: (mean, std in 0–255 units, layout,
+    mirror node), only where :func:`fuses_normalization`: the unflipped uint8 images are
+    flipped, augmented and normalized to float32 in one numba operator."""
+    if stock is None:
+        stock = images.device != "cpu"
+    if normalize is not None and (stock or not fuses_normalization(cfg, images.device)):
+        raise ValueError("augment_images: normalize= needs the CPU policy operator")
     draws: dict = {}
     if any(v > 0 for v in _jitter_values(cfg)):
         images, d = _color_jitter(images, cfg.train.color_jitter, with_draws)
         draws.update({f"jitter_{k}": v for k, v in d.items()})
     if cfg.train.auto_augment.policy != "none":
-        images, d = _policy(images, cfg.train.auto_augment, with_draws)
+        images, d = _policy(images, cfg.train.auto_augment, with_draws, stock, normalize)
         draws.update(d)
     return (images, draws) if with_draws else images
 
@@ -488,23 +556,41 @@ def _jitter_values(cfg: Config) -> tuple[float, ...]:
     return (cj.brightness, cj.contrast, cj.saturation, cj.hue)
 
 
-def erase_params(images, re, layout: str):
-    """torchvision's RandomErasing.get_params per sample, all 10 attempts drawn at once:
-    area = H·W·U(scale), aspect = exp(U(log ratio)), h = round(√(area·aspect)),
-    w = round(√(area/aspect)); the first attempt with h < H and w < W is used, its top-left
-    corner uniform over the positions that fit; none fits, or the p-coin says no: nothing
-    erased. Returns (anchor, shape) as float [2] (h, w order) per sample."""
+def erase_draws(re):
+    """The random draws of torchvision's RandomErasing for one sample, as DALI random operators
+    (seeded by the pipeline, restored by its checkpoints): (area fractions U(scale) [10],
+    aspects exp(U(log ratio)) [10], the p-coin's, the top's and the left's U[0, 1))."""
+    fn, _, _ = import_dali()
+    from nvidia.dali import math as dmath
+
+    tries = 10
+    area_u = fn.random.uniform(range=list(re.scale), shape=[tries])
+    log_lo, log_hi = math.log(re.ratio[0]), math.log(re.ratio[1])
+    aspect = dmath.exp(fn.random.uniform(range=[log_lo, log_hi], shape=[tries]))
+    coin = fn.random.uniform(range=[0.0, 1.0])
+    top_u = fn.random.uniform(range=[0.0, 1.0])
+    left_u = fn.random.uniform(range=[0.0, 1.0])
+    return area_u, aspect, coin, top_u, left_u
+
+
+def erase_params(images, re, layout: str, draws=None):
+    """torchvision's RandomErasing.get_params per sample, all 10 attempts drawn at once
+    (:func:`erase_draws`): area = H·W·U(scale), aspect = exp(U(log ratio)),
+    h = round(√(area·aspect)), w = round(√(area/aspect)); the first attempt with h < H and
+    w < W is used, its top-left corner uniform over the positions that fit; none fits, or the
+    p-coin says no: nothing erased. Returns (anchor, shape) as float [2] (h, w order) per
+    sample. Stock operators (the GPU's path; the CPU's is one numba operator,
+    :func:`dalinorm.pipelines.augment_cpu.erase_numba`, the same float32 arithmetic)."""
     fn, types, _ = import_dali()
     from nvidia.dali import math as dmath
 
     tries = 10
+    area_u, aspect, coin, top_u, left_u = erase_draws(re) if draws is None else draws
     shape = images.shape(dtype=types.INT32)
     hw = (0, 1) if layout == "HWC" else (1, 2)
     H = fn.cast(shape[hw[0]], dtype=types.FLOAT)
     W = fn.cast(shape[hw[1]], dtype=types.FLOAT)
-    area = H * W * fn.random.uniform(range=list(re.scale), shape=[tries])
-    log_lo, log_hi = math.log(re.ratio[0]), math.log(re.ratio[1])
-    aspect = dmath.exp(fn.random.uniform(range=[log_lo, log_hi], shape=[tries]))
+    area = H * W * area_u
     # Python's round() is half to even; a continuous draw lands on a tie with probability 0
     h = dmath.floor(dmath.sqrt(area * aspect) + 0.5)
     w = dmath.floor(dmath.sqrt(area / aspect) + 0.5)
@@ -516,24 +602,41 @@ def erase_params(images, re, layout: str):
     first = fn.reductions.min(fits * rank + (fits ^ True) * float(tries))
     chosen = fn.cast(dmath.min(first, float(tries - 1)), dtype=types.INT32)
     found = first < float(tries)
-    erase = (fn.random.uniform(range=[0.0, 1.0]) < re.probability) & found
+    erase = (coin < re.probability) & found
     eh = h[chosen] * erase
     ew = w[chosen] * erase
-    top = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (H - eh + 1.0))
-    left = dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (W - ew + 1.0))
+    top = dmath.floor(top_u * (H - eh + 1.0))
+    left = dmath.floor(left_u * (W - ew + 1.0))
     top = dmath.min(top, H - eh)  # U[0, 1) can round to 1.0 in float32
     left = dmath.min(left, W - ew)
     return fn.stack(top, left), fn.stack(eh, ew)
 
 
-def erase_images(images, cfg: Config, *, with_draws: bool = False):
+def erase_images(images, cfg: Config, *, with_draws: bool = False, stock: bool | None = None):
     """``train.random_erase`` on normalized images (CHW or HWC, as ``output.layout``), the box
-    filled with ``value`` (per channel, in normalized units: 0 is the mean colour)."""
+    filled with ``value`` (per channel, in normalized units: 0 is the mean colour).
+
+    CPU images: one numba operator (:mod:`dalinorm.pipelines.augment_cpu`); GPU images: DALI's
+    ``fn.erase`` after the stock-operator box. ``stock=True`` forces the stock path (tests
+    compare the two). With ``with_draws``: (images, {"anchor", "shape"}) of the box."""
     fn, types, _ = import_dali()
     re = cfg.train.random_erase
     layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
-    anchor, shape = erase_params(images, re, layout)
-    value = list(re.value) if len(re.value) == 3 else [re.value[0]] * 3
+    channels = cfg.data.channels  # one fill value per channel (DALI's erase requires it)
+    value = list(re.value) if len(re.value) == channels else [re.value[0]] * channels
+    draws = erase_draws(re)
+    if stock is None:
+        stock = images.device != "cpu"
+    if not stock:
+        from nvidia.dali.pipeline import do_not_convert
+
+        from dalinorm.pipelines.augment_cpu import erase_numba
+
+        # outside AutoGraph (a conditional pipeline would rewrite the numba kernels)
+        out, box = do_not_convert(erase_numba)(images, draws, re.probability, value, layout)
+        out = fn.reshape(out, layout=layout)
+        return (out, {"anchor": box[0:2], "shape": box[2:4]}) if with_draws else out
+    anchor, shape = erase_params(images, re, layout, draws)
     # the fused CPU resize+normalize sets no layout on its output: name it (no copy)
     images = fn.reshape(images, layout=layout)
     out = fn.erase(images, anchor=anchor, shape=shape, axis_names="HW", fill_value=value,
@@ -546,9 +649,13 @@ def uses_augmentation(cfg: Config) -> bool:
     return cfg.train.auto_augment.policy != "none" or any(v > 0 for v in _jitter_values(cfg))
 
 
-def needs_conditionals(cfg: Config) -> bool:
-    """The policies and the jitter's random order select operations per sample with
-    conditionals: the pipeline must be built with ``enable_conditionals=True``."""
+def needs_conditionals(cfg: Config, device: str = "gpu") -> bool:
+    """The policies (stock operators: the GPU's path) and the jitter's random order select
+    operations per sample with conditionals: the pipeline must be built with
+    ``enable_conditionals=True``. On the CPU (``device`` "cpu") a policy is one numba operator
+    and needs none."""
+    if device == "cpu":
+        return any(v > 0 for v in _jitter_values(cfg))
     return uses_augmentation(cfg)
 
 

@@ -10,10 +10,11 @@ from dalinorm.pipelines.arrays import (
     build_array_eval_pipeline,
     build_array_train_pipeline,
 )
-from dalinorm.pipelines.augment import (augment_images, erase_images, needs_conditionals,
-                                        uses_augmentation)
+from dalinorm.pipelines.augment import (augment_images, erase_images, fuses_normalization,
+                                        needs_conditionals, uses_augmentation)
 from dalinorm.pipelines.kinds import decode_kind_args, to_data_channels
-from dalinorm.pipelines.normalize import Normalization, fused_normalize_args, normalize_images
+from dalinorm.pipelines.normalize import (Normalization, dali_mean_std, fused_normalize_args,
+                                          normalize_images)
 from dalinorm.pipelines.readers import labels_on_device, read_encoded
 from dalinorm.pipelines.resize import eval_window, exact_resize, resize_images
 from dalinorm.pipelines.specs import (GraphSpec, decoder_args, import_dali,
@@ -40,7 +41,7 @@ def build_train_pipeline(cfg: Config, spec: GraphSpec, normalization: Normalizat
     """
     if cfg.data.reads_arrays:
         return build_array_train_pipeline(cfg, spec, normalization)
-    if needs_conditionals(cfg):
+    if needs_conditionals(cfg, "cpu" if spec.device_id is None else "gpu"):
         # the policies select an operation per sample with DALI's conditionals
         return new_conditional_pipeline(cfg, spec, _train_graph, cfg, spec, normalization)
     pipe = new_pipeline(cfg, spec)
@@ -86,11 +87,20 @@ def _train_graph(cfg: Config, spec: GraphSpec, normalization: Normalization):
                                                out_h=out_h, out_w=out_w)
         mirror = fn.random.coin_flip(probability=cfg.train.hflip)
         flip = {"mirror": mirror}
-        if augmented:
-            # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
-            images = augment_images(fn.flip(images, horizontal=mirror), cfg)
-            flip = {}
-        images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
+        if (augmented and exact_resize(cfg, spec) and cfg.output.dtype == "float32"
+                and normalization.fusable and not normalization.clipped
+                and fuses_normalization(cfg, images.device)):
+            # the CPU: flip, policy and normalize in one numba operator (which has no
+            # percentile clip, per-image moments or background mask: those take the path below)
+            mean, std = dali_mean_std(normalization)
+            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+            images = augment_images(images, cfg, normalize=(mean, std, layout, mirror))
+        else:
+            if augmented:
+                # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
+                images = augment_images(fn.flip(images, horizontal=mirror), cfg)
+                flip = {}
+            images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
     if cfg.train.random_erase.probability > 0:
         images = erase_images(images, cfg)  # after normalization, as torchvision's recipe
     return images, labels_on_device(labels, spec)

@@ -163,6 +163,50 @@ def test_each_operation_matches_torchvision_at_fixed_parameters(device):
         assert (diff[:, inside] > 0).mean() <= frac, (op, param, (diff[:, inside] > 0).mean())
 
 
+def run_numba(cases, images, relative=False):
+    """Each (op, parameter) of ``cases`` through the CPU's numba operator, one stage each."""
+    from nvidia.dali import fn, types
+
+    from dalinorm.pipelines.augment_cpu import OP_CODES, lin_words, policy_numba, warp_linear
+
+    pipe = _pipe("cpu", len(images))
+    with pipe:
+        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        outs = []
+        for op, param in cases:
+            code = OP_CODES[f"{op}@side" if relative and op.startswith("Translate") else op]
+            outs.append(policy_numba(
+                x, types.Constant(np.array([code], np.int32)),
+                types.Constant(np.array([param], np.float32)),
+                types.Constant(lin_words(np.array([warp_linear(op, float(np.float32(param)))])))))
+        pipe.set_outputs(*outs)
+    pipe.build()
+    return [np.stack([np.array(t) for t in r]) for r in pipe.run()]
+
+
+NUMBA_CASES = CASES + [("Rotate", 90.0), ("Rotate", 180.0), ("Rotate", -135.0), ("Rotate", 4.5),
+                       ("ShearY", -0.99), ("ShearX", 0.99), ("Posterize", 1), ("Solarize", 0.0),
+                       ("Solarize", 255.0)]
+
+
+def test_numba_operations_are_pils_bit_for_bit():
+    """The CPU's policy operator: every operation exactly as torchvision's PIL path computes it
+    (warps with Pillow's bilinear affine, edges and fill included; Equalize with Pillow's lut),
+    on textured images, square (90° turns take Pillow's transpose there) and not."""
+    for images in (textured(), textured(4, 24, 24, seed=5)):
+        for (op, param), out in zip(NUMBA_CASES, run_numba(NUMBA_CASES, images)):
+            param = float(np.float32(param))
+            np.testing.assert_array_equal(out, reference(images, op, param, "trivial_augment_wide"),
+                                          err_msg=f"{op} {param}")
+    # RandAugment's and AutoAugment's translations: a fraction of the side
+    cases = [("TranslateX", 0.3), ("TranslateY", -0.45)]
+    images = textured()
+    for (op, param), out in zip(cases, run_numba(cases, images, relative=True)):
+        side = W if op == "TranslateX" else H
+        np.testing.assert_array_equal(out, reference(images, op, float(np.float32(param) * np.float32(side)),
+                                                     "trivial_augment_wide"), err_msg=op)
+
+
 def test_hue_difference_is_the_documented_one():
     """DALI's hue is a YIQ rotation, torchvision's PIL path an 8-bit HSV shift: measured, not
     matched (docs/AUGMENT.md: mean ≈16 levels at hue 0.1); this pins the measurement."""
@@ -211,15 +255,16 @@ def test_policy_tables_are_torchvisions():
 BATCH, ITERS = 512, 6  # 3,072 draws per policy
 
 
-def _draw_pipeline(cfg, images):
-    """The real policy on tiny images with its draws as outputs (a conditional pipeline)."""
+def _draw_pipeline(cfg, images, stock=None):
+    """The real policy on tiny images with its draws as outputs (a conditional pipeline; on
+    these CPU images the policy is the numba operator unless ``stock``)."""
     from nvidia.dali import fn, pipeline_def
 
     @pipeline_def(enable_conditionals=True, batch_size=len(images), num_threads=2,
                   device_id=None, seed=11)
     def graph():
         x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
-        out, draws = augment.augment_images(x, cfg, with_draws=True)
+        out, draws = augment.augment_images(x, cfg, with_draws=True, stock=stock)
         names = sorted(draws)
         graph.names = names
         return (x, out, *[draws[k] for k in names])
@@ -259,7 +304,8 @@ def test_trivial_augment_draws_ops_bins_and_signs_at_torchvisions_rates():
         _within_3_sigma(int((bins == b).sum()), n, 1 / 31, f"bin {b}")
     _within_3_sigma(int(signs.sum()), n, 0.5, "negated")
     # the parameter each sample got is torchvision's for its (op, bin, sign), and the image is
-    # that op's output (exact ops: bit for bit, through torchvision's functional op)
+    # that op's output bit for bit, through torchvision's functional op (the CPU's numba
+    # operator is exact for every operation)
     for k in range(0, n, 7):
         op = augment.POLICY_OPS[ops[k]]
         mags = augment.policy_magnitudes("trivial_augment_wide", op, 31)
@@ -268,10 +314,77 @@ def test_trivial_augment_draws_ops_bins_and_signs_at_torchvisions_rates():
         m = float(mags[bins[k]]) * (-1 if signs[k] and op in augment._SIGNED else 1)
         param = augment.op_parameter(op, m)
         assert float(rows["param0"][k]) == pytest.approx(param, rel=1e-6), (op, bins[k], signs[k])
-        if TOLERANCE[op][0] == 0:
-            ref = np.asarray(torchvision_op(Image.fromarray(rows["input"][k]), op, param,
-                                            "trivial_augment_wide"))
-            np.testing.assert_array_equal(rows["output"][k], ref, err_msg=op)
+        ref = np.asarray(torchvision_op(Image.fromarray(rows["input"][k]), op,
+                                        float(rows["param0"][k]), "trivial_augment_wide"))
+        np.testing.assert_array_equal(rows["output"][k], ref, err_msg=op)
+
+
+def test_policy_numba_and_stock_paths_make_the_same_draws():
+    """The CPU's numba operator and the stock operators (the GPU's path) from the same seed:
+    the same draws, and the same images wherever the stock path is exact."""
+    images = textured(128, 8, 8, seed=6)
+    cfg = _cfg(auto_augment="trivial_augment_wide")
+    (fast, names), (stock, _) = (_draw_pipeline(cfg, images, s) for s in (False, True))
+    a, b = _collect(fast, names, 1), _collect(stock, names, 1)
+    for k in names:
+        np.testing.assert_array_equal(np.array(a[k]), np.array(b[k]), err_msg=k)
+    for k, op in enumerate(np.array(a["op0"]).astype(int)):
+        if TOLERANCE[augment.POLICY_OPS[op]][0] == 0:
+            np.testing.assert_array_equal(a["output"][k], b["output"][k], err_msg=augment.POLICY_OPS[op])
+
+
+def test_numba_policy_compiles_once_and_chains_stages_as_torchvision():
+    """RandAugment's two stages and AutoAugment's sub-policies, per sample, are torchvision's
+    functional ops applied in turn at the drawn parameters (bit for bit), from one compiled
+    policy operator."""
+    from dalinorm.pipelines.resample import compiled_operator_kinds
+
+    images = textured(48, 8, 8, seed=7)
+    for cfg, names in ((_cfg(auto_augment={"policy": "rand_augment", "num_ops": 2, "magnitude": 9}),
+                        augment.POLICY_OPS),
+                       (_cfg(auto_augment="auto_augment_imagenet"),
+                        sorted({op for sub in augment.IMAGENET_POLICY for op, _, _ in sub}))):
+        pipe, keys = _draw_pipeline(cfg, images)
+        rows = _collect(pipe, keys, 1)
+        for k in range(len(images)):
+            img = Image.fromarray(rows["input"][k])
+            for stage in (0, 1):
+                if "run0" in rows and not rows[f"run{stage}"][k]:
+                    continue
+                op = names[int(rows[f"op{stage}"][k])]
+                img = torchvision_op(img, op, float(rows[f"param{stage}"][k]))
+            np.testing.assert_array_equal(rows["output"][k], np.asarray(img), err_msg=str(k))
+    assert sum(kind[0] == "policy" for kind in compiled_operator_kinds()) == 1
+
+
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+def test_fused_flip_policy_normalize_is_torchvisions_chain(layout):
+    """The CPU train graph's one operator (flip, policy, normalize) gives torchvision's
+    hflip → the drawn op (PIL) → (x − mean)·(1/std) in float32, per sample."""
+    from nvidia.dali import fn
+
+    images = textured(64, 8, 10, seed=8)
+    cfg = _cfg(auto_augment="trivial_augment_wide")
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    pipe = _pipe("cpu", len(images))
+    with pipe:
+        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        mirror = fn.random.coin_flip(probability=0.5)
+        out, d = augment.augment_images(x, cfg, with_draws=True, normalize=(mean, std, layout, mirror))
+        pipe.set_outputs(out, mirror, d["op0"], d["param0"])
+    pipe.build()
+    out, mirror, ops, params = ([np.array(t) for t in r] for r in pipe.run())
+    inv = (1.0 / np.array(std)).astype(np.float32)
+    flips = 0
+    for k in range(len(images)):
+        img = Image.fromarray(images[k][:, ::-1] if mirror[k] else images[k])
+        flips += bool(mirror[k])
+        b = np.asarray(torchvision_op(img, augment.POLICY_OPS[int(ops[k])], float(params[k]),
+                                      "trivial_augment_wide"))
+        ref = (b.astype(np.float32) - np.array(mean, np.float32)) * inv
+        np.testing.assert_array_equal(out[k], ref.transpose(2, 0, 1) if layout == "CHW" else ref,
+                                      err_msg=str(k))
+    assert 0 < flips < len(images)
 
 
 def test_rand_augment_draws_num_ops_at_the_fixed_magnitude():
@@ -403,6 +516,42 @@ def test_random_erase_skips_when_no_attempt_fits():
     re = {"probability": 1.0, "scale": [0.9, 1.0], "ratio": [8.0, 9.0]}
     out, _, shape = _erase_draws(re, 16, 16, batch=64, iters=1, layout="NHWC")
     assert (shape == 0).all() and (out == 1.0).all()
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_random_erase_numba_and_stock_paths_give_the_same_boxes_and_pixels(layout):
+    """The CPU's numba operator and the stock-operator path (the GPU's) from the same draws:
+    the same box and the same image, bit for bit, over sizes where attempts fail and fit."""
+    from nvidia.dali import fn
+
+    from dalinorm.pipelines.augment_cpu import erase_numba
+
+    cfg = config_from_dict({"train": {"random_erase": {"probability": 0.7, "value": [1.0, 2.0, 3.0]}},
+                            "output": {"layout": layout}})
+    re, axes = cfg.train.random_erase, "CHW" if layout == "NCHW" else "HWC"
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(3, 30, (256, 2))
+    data = [rng.normal(size=(3, h, w) if axes == "CHW" else (h, w, 3)).astype(np.float32)
+            for h, w in sizes]
+    pipe = _pipe("cpu", len(data))
+    with pipe:
+        x = fn.external_source(source=lambda: data, batch=True, layout=axes)
+        draws = augment.erase_draws(re)
+        fast, box = erase_numba(x, draws, re.probability, [1.0, 2.0, 3.0], axes)
+        anchor, shape = augment.erase_params(x, re, axes, draws)
+        stock = fn.erase(x, anchor=anchor, shape=shape, axis_names="HW", fill_value=[1.0, 2.0, 3.0],
+                         normalized_anchor=False, normalized_shape=False)
+        pipe.set_outputs(fast, box, stock, anchor, shape)
+    pipe.build()
+    erased = 0
+    for _ in range(2):
+        fast, box, stock, anchor, shape = pipe.run()
+        for i in range(len(data)):
+            b = np.array(box[i])
+            assert (b == np.concatenate([np.array(anchor[i]), np.array(shape[i])])).all(), i
+            assert np.array_equal(np.array(fast[i]), np.array(stock[i])), i
+            erased += b[2] > 0
+    assert 0.4 * 512 < erased < 0.7 * 512  # both outcomes occur (p 0.7, small images often miss)
 
 
 # ------------------------------------------------------------------ config

@@ -10,7 +10,7 @@ from PIL import Image
 from dalinorm.config import ConfigError, config_from_dict
 from dalinorm.errors import DalinormError
 
-from testkit import make_config, natural_image
+from testkit import DEVICES, make_config, natural_image
 
 ARRAYS = {"data": {"format": "numpy", "channels": 8, "dtype": "uint16"},
           "normalize": {"source": "values", "mean": [0.5], "std": [0.25]}}
@@ -88,3 +88,60 @@ def test_a_pack_member_of_the_other_bit_depth_is_a_named_error(tmp_path):
     with pytest.raises(DalinormError, match=r"shard-\d+\.tar\[\d+\] \(c[01]/\d\.png\): 8-bit "
                                             r"grayscale PNG.*but data.dtype is uint16"):
         DaliLoader(sixteen, "val")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_random_erase_on_grayscale_fills_the_one_channel(tmp_path, device):
+    """DALI's erase wants one fill value per channel: a 1-channel train batch with erasing
+    always on has its box at the value (and the rest normalized as usual)."""
+    from dalinorm import DaliLoader
+
+    rng = np.random.default_rng(5)
+    for split in ("train", "val"):
+        for i in range(4):
+            folder = tmp_path / split / f"c{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(natural_image(48, 40, rng)).convert("L").save(folder / f"{i}.png")
+    cfg = make_config(tmp_path, f"loader.device={device}", "loader.batch_size=4",
+                      data={"channels": 1},
+                      normalize={"source": "values", "mean": [0.5], "std": [0.25]},
+                      train={"random_erase": {"probability": 1.0, "value": [7.0]}})
+    images, _ = next(iter(DaliLoader(cfg, "train")))
+    assert images.shape == (4, 1, 32, 32)
+    # 7.0 is outside the normalized range of any pixel ((x/255 - 0.5) / 0.25 <= 2): the box
+    # is exactly the pixels equal to it, one non-empty rectangle per image
+    for image in images.cpu().numpy()[:, 0]:
+        rows, cols = np.nonzero(image == 7.0)
+        assert rows.size > 0
+        box = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert (box == 7.0).all() and rows.size == box.size
+
+
+@pytest.mark.parametrize("stock", [False, True], ids=["numba", "stock"])
+def test_both_erase_paths_fill_a_one_channel_image(stock):
+    """The stock path (the GPU's, run here on the CPU) and the CPU's numba operator on
+    1-channel HWC images: one fill value, the box at that value (the stock path once handed
+    DALI three values and failed on one channel)."""
+    from nvidia.dali import fn
+    from nvidia.dali.pipeline import Pipeline
+
+    from dalinorm.pipelines.augment import erase_images
+
+    cfg = config_from_dict({"data": {"channels": 1}, "normalize": {"source": "none"},
+                            "output": {"layout": "NHWC"},
+                            "train": {"random_erase": {"probability": 1.0, "value": [7.0]}}})
+    rng = np.random.default_rng(0)
+    data = [rng.uniform(size=(24, 20, 1)).astype(np.float32) for _ in range(8)]
+    pipe = Pipeline(batch_size=len(data), num_threads=2, device_id=None, seed=3)
+    with pipe:
+        x = fn.external_source(source=lambda: data, batch=True, layout="HWC")
+        pipe.set_outputs(erase_images(x, cfg, stock=stock))
+    pipe.build()
+    (out,) = pipe.run()
+    for i in range(len(data)):
+        image = np.array(out[i])[:, :, 0]
+        assert image.shape == (24, 20)
+        rows, cols = np.nonzero(image == 7.0)
+        if rows.size:  # a box fits on most draws; where it does, it is one full rectangle
+            assert rows.size == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
+        assert np.array_equal(image[image != 7.0], data[i][:, :, 0][image != 7.0])

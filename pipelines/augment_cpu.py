@@ -1,0 +1,454 @@
+"""The CPU's exact path of pipelines/augment.py: numba-compiled DALI operators.
+
+On DALI's CPU backend every stock operator is a pass over the batch with its own overhead, and
+torchvision's augmentations are many small ones (RandomErasing's box is ≈30 scalar operators per
+sample; a policy's blend is five image-sized passes). Here each augmentation is one operator:
+the random draws still come from DALI's random operators (so seeds, checkpoints and resume hold
+as on the GPU path), and the operator computes what torchvision computes from them.
+
+RandomErasing: :func:`erase_numba` takes the normalized image and the draws of
+:func:`dalinorm.pipelines.augment.erase_draws` and computes torchvision's
+``RandomErasing.get_params`` box with the same float32 arithmetic as the stock-operator path
+(``augment.erase_params``), so the same draws give the same boxes, then fills it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from dalinorm.pipelines.resample import numba_operator
+
+__all__ = ["OP_CODES", "erase_numba", "lin_words", "policy_numba", "warp_linear"]
+
+_jit = njit(cache=True, nogil=True)
+
+_TRIES = 10
+
+
+@_jit
+def _erase_box(H, W, area_u, aspect, u):  # pragma: no cover - compiled by numba
+    """(top, left, h, w) as float32, every step in float32 in the stock path's order:
+    area = (H·W)·U, h = floor(√(area·aspect) + 0.5), w = floor(√(area/aspect) + 0.5), the first
+    attempt with h < H and w < W; u = (coin, top, left) uniforms in [0, 1), p in u[3]."""
+    f = np.float32
+    Hf, Wf = f(H), f(W)
+    first = _TRIES
+    eh, ew = f(0.0), f(0.0)
+    for k in range(_TRIES):
+        area = f(f(Hf * Wf) * area_u[k])
+        h = np.floor(f(np.sqrt(f(area * aspect[k])) + f(0.5)))
+        w = np.floor(f(np.sqrt(f(area / aspect[k])) + f(0.5)))
+        if h < Hf and w < Wf:
+            first = k
+            eh, ew = f(h), f(w)
+            break
+    if not (u[0] < u[3] and first < _TRIES):
+        eh, ew = f(0.0), f(0.0)
+    top = min(np.floor(f(u[1] * f(f(Hf - eh) + f(1.0)))), f(Hf - eh))
+    left = min(np.floor(f(u[2] * f(f(Wf - ew) + f(1.0)))), f(Wf - ew))
+    return f(top), f(left), eh, ew
+
+
+@_jit
+def _erase_into(out, box, img, area_u, aspect, u, value, chw):  # pragma: no cover
+    if chw:
+        H, W = img.shape[1], img.shape[2]
+    else:
+        H, W = img.shape[0], img.shape[1]
+    top, left, eh, ew = _erase_box(H, W, area_u, aspect, u)
+    box[0], box[1], box[2], box[3] = top, left, eh, ew
+    out[:] = img
+    t, l, h, w = int(top), int(left), int(eh), int(ew)
+    if chw:
+        for c in range(out.shape[0]):
+            out[c, t:t + h, l:l + w] = value[c]
+    else:
+        for c in range(out.shape[2]):
+            out[t:t + h, l:l + w, c] = value[c]
+
+
+def _erase_operator(chw: bool):
+    """(image, area draws [10], aspects [10], (coin, top, left, p), value [C]) →
+    (erased image, box [4] = top, left, h, w)."""
+    from nvidia.dali import types
+    from nvidia.dali.plugin.numba import NumbaFunction
+
+    erase_into = _erase_into
+
+    def setup(outs, ins):  # pragma: no cover - compiled by numba
+        for i in range(len(ins[0])):
+            outs[0][i][0] = ins[0][i][0]
+            outs[0][i][1] = ins[0][i][1]
+            outs[0][i][2] = ins[0][i][2]
+            outs[1][i][0] = 4
+
+    def run(out0, out1, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
+        erase_into(out0, out1, in0, in1, in2, in3, in4, chw)
+
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT, types.FLOAT],
+                         in_types=[types.FLOAT, types.FLOAT, types.FLOAT, types.FLOAT, types.FLOAT],
+                         outs_ndim=[3, 1], ins_ndim=[3, 1, 1, 1, 1], batch_processing=False)
+
+
+def erase_numba(images, draws, probability: float, value, layout: str):
+    """The DALI node: float32 ``images`` (``layout`` "CHW" or "HWC") with torchvision's
+    RandomErasing box filled with ``value`` (one float per channel), and the box (top, left, h, w) as
+    float32 [4]. ``draws``: (area uniforms [10], aspects [10], (coin, top, left) uniforms)."""
+    from nvidia.dali import fn, types
+
+    area_u, aspect, coin, top_u, left_u = draws
+    u = fn.stack(coin, top_u, left_u, types.Constant(np.float32(probability), device="cpu"))
+    value = types.Constant(np.array(value, np.float32), device="cpu")
+    op = numba_operator(("erase", layout), lambda: _erase_operator(layout == "CHW"))
+    out, box = op(images, area_u, aspect, u, value)
+    return out, box
+
+
+# --------------------------------------------------------------------------- the policies
+# One operator applies a sample's drawn operations (TrivialAugmentWide's one, RandAugment's
+# num_ops, AutoAugment's two stages) to the uint8 HWC image, each as Pillow computes it for
+# torchvision's PIL path: the enhance blends in float32 truncated (Blend.c), SMOOTH rounded
+# half up (Filter.c), ImageOps' luts (autocontrast in double, equalize in integers), and the
+# warps as Geometry.c's bilinear affine (output pixel centres mapped in double, taps clipped to
+# the image, truncated; fill 0 outside). Per stage the operator takes an operation code
+# (OP_CODES), the parameter (augment.op_parameter's float32) and the linear part of the warp's
+# inverse matrix (float64, computed in Python as torchvision and Pillow compute it,
+# :func:`warp_linear`): the offsets, which depend on the image size, are computed here.
+
+OP_CODES = {
+    "Identity": 0, "ShearX": 1, "ShearY": 2, "TranslateX": 3, "TranslateY": 4, "Rotate": 5,
+    "Brightness": 6, "Color": 7, "Contrast": 8, "Sharpness": 9, "Posterize": 10, "Solarize": 11,
+    "AutoContrast": 12, "Equalize": 13, "Invert": 14,
+    # translations by a fraction of the side (RandAugment, AutoAugment)
+    "TranslateX@side": 15, "TranslateY@side": 16,
+}
+
+
+def warp_linear(op: str, param: float) -> tuple[float, float, float, float]:
+    """(a, b, d, e) of the inverse affine matrix (a, b, c, d, e, f) that torchvision hands
+    Pillow for ``op`` at ``param`` (Python doubles, the same calls): shears through
+    ``_get_inverse_affine_matrix``, rotations through Pillow's ``Image.rotate`` (angle mod 360,
+    cos and sin rounded to 15 digits); identity for the rest (translations included)."""
+    import math
+
+    if op in ("ShearX", "ShearY"):
+        from torchvision.transforms.functional import _get_inverse_affine_matrix
+
+        deg = math.degrees(math.atan(float(param)))
+        shear = [deg, 0.0] if op == "ShearX" else [0.0, deg]
+        m = _get_inverse_affine_matrix([0.0, 0.0], 0.0, [0.0, 0.0], 1.0, shear)
+        return m[0], m[1], m[3], m[4]
+    if op == "Rotate":
+        angle = -math.radians(float(param) % 360.0)
+        return (round(math.cos(angle), 15), round(math.sin(angle), 15),
+                round(-math.sin(angle), 15), round(math.cos(angle), 15))
+    return 1.0, 0.0, 0.0, 1.0
+
+
+@_jit
+def _blend_flat(out, deg, img, alpha, stride):  # pragma: no cover - compiled by numba
+    """Pillow's ImagingBlend(deg, img, alpha) on flat uint8 arrays: float32
+    deg + alpha·(img − deg), clipped to [0, 255], truncated. ``deg[i // stride]``: stride 1 a
+    whole image, 3 one grey per pixel, 0 (with a 1-element deg) a flat value."""
+    f = np.float32
+    a = f(alpha)
+    for i in range(img.shape[0]):
+        d = f(deg[i // stride]) if stride > 0 else f(deg[0])
+        t = f(d + f(a * f(f(img[i]) - d)))
+        out[i] = np.uint8(min(max(t, f(0.0)), f(255.0)))
+
+
+@_jit
+def _grey(img):  # pragma: no cover - compiled by numba
+    """Pillow's RGB → L (Convert.c L24) of a flat RGB image: (19595·R + 38470·G + 7471·B +
+    0x8000) >> 16 per pixel."""
+    n = img.shape[0] // 3
+    g = np.empty(n, np.uint8)
+    for p in range(n):
+        g[p] = (np.int32(img[3 * p]) * 19595 + np.int32(img[3 * p + 1]) * 38470
+                + np.int32(img[3 * p + 2]) * 7471 + 32768) >> 16
+    return g
+
+
+@_jit
+def _enhance(out, img, code, factor, H, W):  # pragma: no cover - compiled by numba
+    """Brightness (a blend with black), Color (with the L image), Contrast (with a flat grey
+    at int(mean of L + 0.5), ImageStat's sum / count in double), Sharpness (with SMOOTH), on
+    flat RGB arrays."""
+    if code == 6:
+        _blend_flat(out, np.zeros(1, np.uint8), img, factor, 0)
+    elif code == 7:
+        _blend_flat(out, _grey(img), img, factor, 3)
+    elif code == 8:
+        g = _grey(img)
+        s = np.int64(0)
+        for p in range(g.shape[0]):
+            s += g[p]
+        pivot = np.full(1, int(float(s) / float(g.shape[0]) + 0.5), np.uint8)
+        _blend_flat(out, pivot, img, factor, 0)
+    else:  # SMOOTH (1 1 1 / 1 5 1 / 1 1 1) / 13, rounded half up, the 1-pixel border kept
+        deg = img.copy()
+        row = 3 * W
+        for y in range(1, H - 1):
+            for i in range(y * row + 3, (y + 1) * row - 3):
+                s = (np.int32(img[i - row - 3]) + np.int32(img[i - row]) + np.int32(img[i - row + 3])
+                     + np.int32(img[i - 3]) + 5 * np.int32(img[i]) + np.int32(img[i + 3])
+                     + np.int32(img[i + row - 3]) + np.int32(img[i + row]) + np.int32(img[i + row + 3]))
+                # float32 S/13 + 0.5 truncated: S/13 is never within 1/26 of a half, so the
+                # integer round half up is the same
+                deg[i] = np.uint8((2 * s + 13) // 26)
+        _blend_flat(out, deg, img, factor, 1)
+
+
+@_jit
+def _lut_into(out, img, lut):  # pragma: no cover - compiled by numba
+    """``lut`` [3, 256] per channel, flat RGB arrays."""
+    for p in range(img.shape[0] // 3):
+        out[3 * p] = lut[0, img[3 * p]]
+        out[3 * p + 1] = lut[1, img[3 * p + 1]]
+        out[3 * p + 2] = lut[2, img[3 * p + 2]]
+
+
+@_jit
+def _histogram(img, c):  # pragma: no cover - compiled by numba
+    h = np.zeros(256, np.int64)
+    for p in range(img.shape[0] // 3):
+        h[img[3 * p + c]] += 1
+    return h
+
+
+@_jit
+def _pointwise_lut(img, code, param):  # pragma: no cover - compiled by numba
+    C = 3
+    lut = np.empty((C, 256), np.uint8)
+    for c in range(C):
+        if code == 10:  # Posterize: keep the top int(bits) bits
+            mask = ~((1 << (8 - int(param))) - 1) & 255
+            for i in range(256):
+                lut[c, i] = i & mask
+        elif code == 11:  # Solarize: i if i < threshold else 255 − i
+            for i in range(256):
+                lut[c, i] = i if i < param else 255 - i
+        elif code == 14:  # Invert
+            for i in range(256):
+                lut[c, i] = 255 - i
+        elif code == 12:  # AutoContrast: ImageOps.autocontrast (cutoff 0), in double
+            h = _histogram(img, c)
+            lo = 0
+            while lo < 255 and h[lo] == 0:
+                lo += 1
+            hi = 255
+            while hi > 0 and h[hi] == 0:
+                hi -= 1
+            if hi <= lo:
+                for i in range(256):
+                    lut[c, i] = i
+            else:
+                scale = 255.0 / (hi - lo)
+                offset = -lo * scale
+                for i in range(256):
+                    v = int(i * scale + offset)
+                    lut[c, i] = 0 if v < 0 else (255 if v > 255 else v)
+        else:  # Equalize: ImageOps.equalize, in integers
+            h = _histogram(img, c)
+            total, last, used = np.int64(0), np.int64(0), 0
+            for i in range(256):
+                if h[i]:
+                    total += h[i]
+                    last = h[i]
+                    used += 1
+            step = (total - last) // 255 if used > 1 else 0
+            if step == 0:
+                for i in range(256):
+                    lut[c, i] = i
+            else:
+                n = step // 2
+                for i in range(256):
+                    # Image.point clips its lut to [0, 255] (the last entries can reach 256)
+                    lut[c, i] = min(n // step, 255)
+                    n += h[i]
+    return lut
+
+
+@_jit
+def _affine_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled by numba
+    """Geometry.c's ImagingGenericTransform with affine_transform and bilinear_filter32RGB:
+    the output pixel centre (x + ½, y + ½) mapped in double; outside [0, W) × [0, H) the fill
+    (0); else taps at floor(x − ½), +1 clipped to the image (the lower row repeated past the
+    bottom), blended in double and truncated."""
+    H, W, C = img.shape
+    for y in range(H):
+        yc = y + 0.5
+        for x in range(W):
+            xc = x + 0.5
+            xin = m0 * xc + m1 * yc + m2
+            yin = m3 * xc + m4 * yc + m5
+            if xin < 0.0 or xin >= W or yin < 0.0 or yin >= H:
+                for c in range(C):
+                    out[y, x, c] = 0
+                continue
+            xin -= 0.5
+            yin -= 0.5
+            ix = int(np.floor(xin))
+            iy = int(np.floor(yin))
+            dx = xin - ix
+            dy = yin - iy
+            x0 = 0 if ix < 0 else (ix if ix < W else W - 1)
+            x1 = 0 if ix + 1 < 0 else (ix + 1 if ix + 1 < W else W - 1)
+            r0 = 0 if iy < 0 else (iy if iy < H else H - 1)
+            below = iy + 1 >= 0 and iy + 1 < H
+            for c in range(C):
+                a = float(img[r0, x0, c])
+                v1 = a + (float(img[r0, x1, c]) - a) * dx
+                if below:
+                    a = float(img[iy + 1, x0, c])
+                    v2 = a + (float(img[iy + 1, x1, c]) - a) * dx
+                else:
+                    v2 = v1
+                out[y, x, c] = np.uint8(int(v1 + (v2 - v1) * dy))
+
+
+@_jit
+def _warp_into(out, img, code, param, lin):  # pragma: no cover - compiled by numba
+    H, W, _ = img.shape
+    tx, ty = 0.0, 0.0
+    if code == 3:
+        tx = float(int(param))
+    elif code == 4:
+        ty = float(int(param))
+    elif code == 15:
+        tx = float(int(np.float32(param * np.float32(W))))
+    elif code == 16:
+        ty = float(int(np.float32(param * np.float32(H))))
+    # shears turn about (0, 0), the rest about the centre (W / 2, H / 2)
+    cx, cy = (0.0, 0.0) if code in (1, 2) else (W / 2.0, H / 2.0)
+    m0, m1, m3, m4 = lin[0], lin[1], lin[2], lin[3]
+    m2 = (m0 * (-cx - tx) + m1 * (-cy - ty)) + 0.0 + cx
+    m5 = (m3 * (-cx - tx) + m4 * (-cy - ty)) + 0.0 + cy
+    _affine_into(out, img, m0, m1, m2, m3, m4, m5)
+
+
+@_jit
+def _apply_into(out, img, code, param, lin):  # pragma: no cover - compiled by numba
+    if code == 0:
+        out[:] = img
+    elif code <= 5 or code >= 15:
+        _warp_into(out, img, code, param, lin)
+    elif code <= 9:
+        _enhance(out.reshape(-1), img.reshape(-1), code, param, img.shape[0], img.shape[1])
+    else:
+        flat = img.reshape(-1)
+        _lut_into(out.reshape(-1), flat, _pointwise_lut(flat, code, param))
+
+
+@_jit
+def policy_into(out, img, codes, params, lins):  # pragma: no cover - compiled by numba
+    """The stages (codes[s], params[s], lins[s]) one after the other, into ``out``."""
+    active = 0
+    for s in range(codes.shape[0]):
+        active += codes[s] != 0
+    if active == 0:
+        out.reshape(-1)[:] = img.reshape(-1)
+        return
+    a = np.empty(img.shape, np.uint8) if active > 1 else out
+    b = np.empty(img.shape, np.uint8) if active > 2 else out
+    src = img
+    done = 0
+    for s in range(codes.shape[0]):
+        if codes[s] == 0:
+            continue
+        done += 1
+        dst = out if done == active else (a if done % 2 == 1 else b)
+        # the float64 matrix travels as int32 words (DALI makes float64 constants float32)
+        lin = np.ascontiguousarray(lins[s]).view(np.float64)
+        _apply_into(dst, src, codes[s], params[s], lin)
+        src = dst
+
+
+def _policy_operator():
+    """(uint8 HWC image, codes int32 [k], params float32 [k], lins [k, 8] int32: the words of
+    float64 [k, 4]) → image."""
+    from nvidia.dali import types
+    from nvidia.dali.plugin.numba import NumbaFunction
+
+    apply = policy_into
+
+    def setup(outs, ins):  # pragma: no cover - compiled by numba
+        for i in range(len(ins[0])):
+            outs[0][i][0] = ins[0][i][0]
+            outs[0][i][1] = ins[0][i][1]
+            outs[0][i][2] = ins[0][i][2]
+
+    def run(out0, in0, in1, in2, in3):  # pragma: no cover - compiled by numba
+        apply(out0, in0, in1, in2, in3)
+
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.UINT8],
+                         in_types=[types.UINT8, types.INT32, types.FLOAT, types.INT32],
+                         outs_ndim=[3], ins_ndim=[3, 1, 1, 2], batch_processing=False)
+
+
+def lin_words(lins) -> np.ndarray:
+    """float64 [..., 4] warp matrices as int32 [..., 8] words: DALI keeps int32 constants
+    exact, float64 ones it narrows to float32."""
+    lins = np.ascontiguousarray(lins, np.float64)
+    return lins.view(np.int32).reshape(lins.shape[:-1] + (8,))
+
+
+def policy_numba(images, codes, params, lins):
+    """The DALI node: uint8 HWC ``images`` after the drawn stages: ``codes`` int32 [k]
+    (OP_CODES, 0 to skip a stage), ``params`` float32 [k], ``lins`` int32 [k, 8]: the words
+    of float64 [k, 4] (:func:`warp_linear`; :func:`lin_words`)."""
+    op = numba_operator(("policy",), _policy_operator)
+    return op(images, codes, params, lins)
+
+
+def _normalizing_policy_operator(chw: bool):
+    """(uint8 HWC image, codes int32 [k + 1] (the last: mirror), params float32 [k], lins
+    int32 [k, 8], mean and 1/std float32 [6]) → float32 CHW or HWC: flip, the stages, then
+    normalize, in one operator (what fn.flip, the policy and crop_mirror_normalize do)."""
+    from nvidia.dali import types
+    from nvidia.dali.plugin.numba import NumbaFunction
+
+    from dalinorm.pipelines.resample import _normalize_into
+
+    apply, normalize_into = policy_into, _normalize_into
+
+    def setup(outs, ins):  # pragma: no cover - compiled by numba
+        for i in range(len(ins[0])):
+            if chw:
+                outs[0][i][0] = ins[0][i][2]
+                outs[0][i][1] = ins[0][i][0]
+                outs[0][i][2] = ins[0][i][1]
+            else:
+                outs[0][i][0] = ins[0][i][0]
+                outs[0][i][1] = ins[0][i][1]
+                outs[0][i][2] = ins[0][i][2]
+
+    def run(out0, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
+        k = in1.shape[0] - 1
+        src = in0
+        if in1[k] != 0:  # torchvision flips before the policy
+            src = np.ascontiguousarray(in0[:, ::-1, :])
+        res = np.empty(in0.shape, np.uint8)
+        apply(res, src, np.ascontiguousarray(in1[:k]), in2, in3)
+        normalize_into(out0, res, False, np.ascontiguousarray(in4[:3]),
+                       np.ascontiguousarray(in4[3:]), chw)
+
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT],
+                         in_types=[types.UINT8, types.INT32, types.FLOAT, types.INT32, types.FLOAT],
+                         outs_ndim=[3], ins_ndim=[3, 1, 1, 2, 1], batch_processing=False)
+
+
+def normalizing_policy_numba(images, codes, params, lins, mirror, mean, std, layout: str):
+    """:func:`policy_numba` with the flip before and the normalization after, in one operator:
+    float32 ``layout`` ("CHW"|"HWC") output, (x − mean) · (1/std) in float32 (``mean``, ``std``
+    in 0–255 units), as the fused exact resize normalizes."""
+    from nvidia.dali import fn, types
+
+    codes = fn.cat(codes, fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]))
+    inv_std = (1.0 / np.array(std, np.float64)).astype(np.float32)
+    norm = types.Constant(np.concatenate([np.array(mean, np.float32), inv_std]), device="cpu")
+    op = numba_operator(("policy+normalize", layout),
+                        lambda: _normalizing_policy_operator(layout == "CHW"))
+    return op(images, codes, params, lins, norm)
