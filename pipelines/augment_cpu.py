@@ -410,9 +410,9 @@ def _normalizing_policy_operator(chw: bool):
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
-    from dalinorm.pipelines.resample import _normalize_into
+    from dalinorm.pipelines.resample import normalize_into as resample_normalize
 
-    apply, normalize_into = policy_into, _normalize_into
+    apply, normalize_into = policy_into, resample_normalize
 
     def setup(outs, ins):  # pragma: no cover - compiled by numba
         for i in range(len(ins[0])):
@@ -432,8 +432,11 @@ def _normalizing_policy_operator(chw: bool):
             src = np.ascontiguousarray(in0[:, ::-1, :])
         res = np.empty(in0.shape, np.uint8)
         apply(res, src, np.ascontiguousarray(in1[:k]), in2, in3)
+        # no percentile clip here (graphs.py sends clipped normalizations elsewhere): the
+        # shared normalize step's bounds at ±3e38, a no-op, as the fused resize passes them
+        unbounded = np.full(3, np.float32(3e38), np.float32)
         normalize_into(out0, res, False, np.ascontiguousarray(in4[:3]),
-                       np.ascontiguousarray(in4[3:]), chw)
+                       np.ascontiguousarray(in4[3:]), -unbounded, unbounded, chw)
 
     return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT],
                          in_types=[types.UINT8, types.INT32, types.FLOAT, types.INT32, types.FLOAT],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from dalinorm.config import Config
+from dalinorm.data.arrays import array_full_scale
 
 __all__ = ["LUMA_WEIGHTS", "decode_kind_args", "full_scale_of", "to_data_channels"]
 
@@ -30,10 +31,9 @@ LUMA_WEIGHTS = (19595, 38470, 7471)
 _LUMA_SHIFT = 16
 
 
-def full_scale_of(dtype: str) -> float:
-    """The level that is 1.0 on the [0, 1] scale: 255 for uint8, 65535 for uint16, 1 for
-    float32 (arrays as stored)."""
-    return {"uint8": 255.0, "uint16": 65535.0}.get(dtype, 1.0)
+# The level that is 1.0 on the [0, 1] scale: 255 for uint8, 65535 for uint16, 1 for float32
+# (arrays as stored); one table for images and arrays, kept in the data listing's room.
+full_scale_of = array_full_scale
 
 
 def decode_kind_args(cfg: Config) -> dict:

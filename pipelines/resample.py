@@ -40,7 +40,7 @@ from numba import njit
 from dalinorm.config import INTERPOLATIONS
 from dalinorm.pipelines.train_size import extent
 
-__all__ = ["PILLOW_VERTICAL_FIRST", "pil_resize_numba", "resample_into"]
+__all__ = ["PILLOW_VERTICAL_FIRST", "normalize_into", "pil_resize_numba", "resample_into"]
 
 _BITS = 22  # Pillow's PRECISION_BITS for 8-bit images: 32 - 8 - 2
 _HALF = 1 << (_BITS - 1)
@@ -274,6 +274,10 @@ def _normalize_into(out, res, mirror, mean, inv_std, low, high, chw):  # pragma:
             for c in range(channels):
                 v = min(max(np.float32(res[y, xs, c]), low[c]), high[c])
                 out[y, x, c] = (v - mean[c]) * inv_std[c]
+
+
+# the normalize step for other numba operators (the CPU policy operator of augment_cpu)
+normalize_into = _normalize_into
 
 
 def _is_cubic(interpolation: str) -> bool:
