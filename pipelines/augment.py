@@ -396,7 +396,7 @@ def _sign(shape=None):
     return _uniform_int(2, shape)
 
 
-def _policy(images, aa, with_draws: bool, stock: bool = True, normalize=None):
+def _policy(images, aa, with_draws: bool, stock: bool = True, normalize=None, step=None):
     """The policy's draws per sample, then its operations: with ``stock``, DALI operators
     selected by conditionals (the GPU's path); else one numba operator applying every stage
     (:func:`dalinorm.pipelines.augment_cpu.policy_numba`, the CPU's path), from the same draws."""
@@ -449,13 +449,16 @@ def _policy(images, aa, with_draws: bool, stock: bool = True, normalize=None):
             draws.update({f"run{stage}": run, f"op{stage}": op, f"sign{stage}": sign,
                           f"param{stage}": magnitude})
     if not stock:
-        images = _policy_numba(images, aa.policy, names, table, stages_cpu, normalize)
+        images = _policy_numba(images, aa.policy, names, table, stages_cpu, normalize, step, draws)
     return images, draws
 
 
-def _policy_numba(images, policy: str, names, table, stages, normalize=None):
+def _policy_numba(images, policy: str, names, table, stages, normalize=None, step=None,
+                  draws=None):
     """Each stage's operation code, parameter and warp matrix (looked up per sample in tables
-    made here in Python), then the one numba operator that applies them all."""
+    made here in Python), then the one numba operator that applies them all (with ``step``,
+    the train step's operator, which also resizes before and erases after: see
+    :func:`augment_images`; the erased box joins ``draws``)."""
     import numpy as np
 
     fn, types, _ = import_dali()
@@ -479,11 +482,17 @@ def _policy_numba(images, policy: str, names, table, stages, normalize=None):
         ls.append(lin_of[row])
     # outside AutoGraph (a conditional pipeline would rewrite the numba kernels)
     if normalize is not None:
-        from dalinorm.pipelines.augment_cpu import normalizing_policy_numba
+        from dalinorm.pipelines.augment_cpu import train_step_numba
 
         mean, std, layout, mirror = normalize
-        return do_not_convert(normalizing_policy_numba)(
-            images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls), mirror, mean, std, layout)
+        out_h, out_w, interpolation, erase = step
+        images, box = do_not_convert(train_step_numba)(
+            images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls), mirror, out_h=out_h, out_w=out_w,
+            mean=mean, std=std, layout=layout, interpolation=interpolation, erase=erase)
+        if erase is not None and draws is not None:
+            draws.update({"erase_anchor": box[0:2], "erase_shape": box[2:4],
+                          "erase_draws": erase[2]})
+        return images
     return do_not_convert(policy_numba)(images, fn.stack(*cs), fn.stack(*ps), fn.stack(*ls))
 
 
@@ -523,30 +532,42 @@ def _color_jitter(images, cj, with_draws: bool):
 
 
 def fuses_normalization(cfg: Config, device: str) -> bool:
-    """Whether :func:`augment_images` can take the flip and the normalization into the CPU's
-    policy operator (``normalize=``): a policy, no colour jitter, CPU images."""
+    """Whether :func:`augment_images` can take the resize, flip, normalization and erasing into
+    the CPU's policy operator (``normalize=``, ``resize=``): a policy, no colour jitter, CPU
+    images."""
     return (device == "cpu" and cfg.train.auto_augment.policy != "none"
             and not any(v > 0 for v in _jitter_values(cfg)))
 
 
 def augment_images(images, cfg: Config, *, with_draws: bool = False, stock: bool | None = None,
-                   normalize=None):
+                   normalize=None, resize=None, erase: bool = False):
     """``train.color_jitter`` then ``train.auto_augment`` on uint8 HWC images (after the crop
     and flip). With ``with_draws``: (images, {name: DataNode}) of the random draws. The policy
     runs as one numba operator on CPU images, as stock DALI operators on GPU images (or with
     ``stock=True``: tests compare the two). ``normalize``: (mean, std in 0–255 units, layout,
-    mirror node), only where :func:`fuses_normalization`: the unflipped uint8 images are
-    flipped, augmented and normalized to float32 in one numba operator."""
+    mirror node) and ``resize``: (out_h, out_w, interpolation), only where
+    :func:`fuses_normalization`: the CPU train step in one numba operator, from the decoded
+    (unresized, unflipped) uint8 crops to float32 tensors: PIL's resize, the flip, the policy,
+    the normalization and, with ``erase``, ``train.random_erase`` from :func:`erase_draws`
+    (the box as the draws "erase_anchor", "erase_shape"; the draws as "erase_draws")."""
     if stock is None:
         stock = images.device != "cpu"
     if normalize is not None and (stock or not fuses_normalization(cfg, images.device)):
         raise ValueError("augment_images: normalize= needs the CPU policy operator")
+    if (resize is None) != (normalize is None) or (erase and resize is None):
+        raise ValueError("augment_images: normalize= and resize= go together, erase= needs both")
+    step = None
+    if resize is not None:
+        re = cfg.train.random_erase
+        channels = cfg.data.channels
+        value = list(re.value) if len(re.value) == channels else [re.value[0]] * channels
+        step = (*resize, (value, re.probability, erase_draws(re)) if erase else None)
     draws: dict = {}
     if any(v > 0 for v in _jitter_values(cfg)):
         images, d = _color_jitter(images, cfg.train.color_jitter, with_draws)
         draws.update({f"jitter_{k}": v for k, v in d.items()})
     if cfg.train.auto_augment.policy != "none":
-        images, d = _policy(images, cfg.train.auto_augment, with_draws, stock, normalize)
+        images, d = _policy(images, cfg.train.auto_augment, with_draws, stock, normalize, step)
         draws.update(d)
     return (images, draws) if with_draws else images
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dalinorm.pipelines.resample import numba_operator
+from dalinorm.pipelines.resample import normalize_into, numba_operator, resample_kernel
 
-__all__ = ["OP_CODES", "erase_numba", "lin_words", "policy_numba", "warp_linear"]
+__all__ = ["OP_CODES", "erase_numba", "lin_words", "policy_numba", "train_step_numba", "warp_linear"]
 
 _jit = njit(cache=True, nogil=True)
 
@@ -403,55 +403,143 @@ def policy_numba(images, codes, params, lins):
     return op(images, codes, params, lins)
 
 
-def _normalizing_policy_operator(chw: bool):
-    """(uint8 HWC image, codes int32 [k + 1] (the last: mirror), params float32 [k], lins
-    int32 [k, 8], mean and 1/std float32 [6]) → float32 CHW or HWC: flip, the stages, then
-    normalize, in one operator (what fn.flip, the policy and crop_mirror_normalize do)."""
+# --------------------------------------------------------------------------- the train step
+# The CPU train graph with a policy, in one operator per sample: Pillow's resize of the decoded
+# crop, the flip, the drawn stages, the normalization, and RandomErasing's box (torchvision's
+# order: RandomResizedCrop → RandomHorizontalFlip → policy → Normalize → RandomErasing). One
+# operator instead of three (resize; flip + policy + normalize; erase) writes one output
+# instead of three and copies nothing: the erasing fills its box in the normalized output.
+# The flip: a warp stage needs the flipped image (its matrix is not mirror-symmetric), every
+# other stage commutes with it exactly (pointwise, per-pixel grey, a horizontally symmetric
+# 3 × 3 integer filter with a symmetric border, histogram and mean statistics), so without an
+# active warp the flip is done by the normalization's store, which costs nothing.
+
+_WARP_CODES = (1, 2, 3, 4, 5, 15, 16)
+
+
+@_jit
+def _mirror_in_place(img):  # pragma: no cover - compiled by numba
+    """uint8 HWC ``img`` flipped left-right, in place."""
+    H, W, C = img.shape
+    flat = img.reshape(H, W * C)
+    for y in range(H):
+        row = flat[y]
+        for x in range(W // 2):
+            a, b = x * C, (W - 1 - x) * C
+            for c in range(C):
+                t = row[a + c]
+                row[a + c] = row[b + c]
+                row[b + c] = t
+
+
+@_jit
+def _fill_box(out, top, left, h, w, value, chw):  # pragma: no cover - compiled by numba
+    t, l, eh, ew = int(top), int(left), int(h), int(w)
+    if chw:
+        for c in range(out.shape[0]):
+            out[c, t:t + eh, l:l + ew] = value[c]
+    else:
+        for c in range(out.shape[2]):
+            out[t:t + eh, l:l + ew, c] = value[c]
+
+
+@_jit
+def train_step_into(out, box, crop, oh, ow, codes, params, lins, mirror, mean, inv_std, erase,
+                    vertical_rule, cubic, chw):  # pragma: no cover - compiled by numba
+    """out (float32 CHW or HWC, oh × ow) ← torchvision's chain on the uint8 HWC ``crop``:
+    PIL's resize to oh × ow, the flip if ``mirror``, the stages (codes, params, lins: as
+    :func:`policy_into`), (x − mean) · inv_std in float32, then, when ``erase`` (float32: value
+    [C], (coin, top, left, p), area fractions [10], aspects [10]) is not empty, the erasing's
+    box (:func:`_erase_box`) filled with the value. ``box`` ← (top, left, h, w)."""
+    C = crop.shape[2]
+    res = np.empty((oh, ow, C), np.uint8)
+    resample_kernel(res, crop, oh, ow, 0, 0, vertical_rule, cubic)
+    active, warps = 0, 0
+    for s in range(codes.shape[0]):
+        if codes[s] != 0:
+            active += 1
+            for w in _WARP_CODES:
+                warps += codes[s] == w
+    if mirror and warps > 0:
+        _mirror_in_place(res)  # torchvision flips before the policy
+        mirror = False
+    src = res
+    if active > 0:
+        src = np.empty((oh, ow, C), np.uint8)
+        policy_into(src, res, codes, params, lins)
+    # no percentile clip here (graphs.py sends clipped normalizations elsewhere): the shared
+    # normalize step's bounds at ±3e38, a no-op
+    unbounded = np.full(C, np.float32(3e38), np.float32)
+    normalize_into(out, src, mirror, mean, inv_std, -unbounded, unbounded, chw)
+    box[:] = 0.0
+    if erase.shape[0] > 0:
+        H, W = oh, ow
+        top, left, eh, ew = _erase_box(H, W, erase[C + 4:C + 14], erase[C + 14:C + 24],
+                                       erase[C:C + 4])
+        box[0], box[1], box[2], box[3] = top, left, eh, ew
+        _fill_box(out, top, left, eh, ew, erase[:C], chw)
+
+
+def _train_step_operator(chw: bool, cubic: bool):
+    """(crop uint8 HWC, size uint8 [oh, ow, 0], codes int32 [k + 1] (the last: mirror),
+    params float32 [k], lins int32 [k, 8], float32 [2C + erase]: mean, 1/std, then nothing or
+    the erasing's value [C], (coin, top, left, p), areas [10], aspects [10]) → (float32 CHW or
+    HWC image, the erased box float32 [4])."""
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
-    from dalinorm.pipelines.resample import normalize_into as resample_normalize
+    from dalinorm.pipelines.resample import PILLOW_VERTICAL_FIRST
 
-    apply, normalize_into = policy_into, resample_normalize
+    step, vertical_rule = train_step_into, PILLOW_VERTICAL_FIRST
 
     def setup(outs, ins):  # pragma: no cover - compiled by numba
         for i in range(len(ins[0])):
             if chw:
                 outs[0][i][0] = ins[0][i][2]
-                outs[0][i][1] = ins[0][i][0]
-                outs[0][i][2] = ins[0][i][1]
+                outs[0][i][1] = ins[1][i][0]
+                outs[0][i][2] = ins[1][i][1]
             else:
-                outs[0][i][0] = ins[0][i][0]
-                outs[0][i][1] = ins[0][i][1]
+                outs[0][i][0] = ins[1][i][0]
+                outs[0][i][1] = ins[1][i][1]
                 outs[0][i][2] = ins[0][i][2]
+            outs[1][i][0] = 4
 
-    def run(out0, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
-        k = in1.shape[0] - 1
-        src = in0
-        if in1[k] != 0:  # torchvision flips before the policy
-            src = np.ascontiguousarray(in0[:, ::-1, :])
-        res = np.empty(in0.shape, np.uint8)
-        apply(res, src, np.ascontiguousarray(in1[:k]), in2, in3)
-        # no percentile clip here (graphs.py sends clipped normalizations elsewhere): the
-        # shared normalize step's bounds at ±3e38, a no-op, as the fused resize passes them
-        unbounded = np.full(3, np.float32(3e38), np.float32)
-        normalize_into(out0, res, False, np.ascontiguousarray(in4[:3]),
-                       np.ascontiguousarray(in4[3:]), -unbounded, unbounded, chw)
+    def run(out0, out1, in0, in1, in2, in3, in4, in5):  # pragma: no cover - compiled by numba
+        k = in2.shape[0] - 1
+        C = in0.shape[2]
+        step(out0, out1, in0, in1.shape[0], in1.shape[1], in2[:k], in3, in4, in2[k] != 0,
+             in5[:C], in5[C:2 * C], in5[2 * C:], vertical_rule, cubic, chw)
 
-    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT],
-                         in_types=[types.UINT8, types.INT32, types.FLOAT, types.INT32, types.FLOAT],
-                         outs_ndim=[3], ins_ndim=[3, 1, 1, 2, 1], batch_processing=False)
+    return NumbaFunction(run_fn=run, setup_fn=setup, out_types=[types.FLOAT, types.FLOAT],
+                         in_types=[types.UINT8, types.UINT8, types.INT32, types.FLOAT, types.INT32,
+                                   types.FLOAT],
+                         outs_ndim=[3, 1], ins_ndim=[3, 3, 1, 1, 2, 1], batch_processing=False)
 
 
-def normalizing_policy_numba(images, codes, params, lins, mirror, mean, std, layout: str):
-    """:func:`policy_numba` with the flip before and the normalization after, in one operator:
-    float32 ``layout`` ("CHW"|"HWC") output, (x − mean) · (1/std) in float32 (``mean``, ``std``
-    in 0–255 units), as the fused exact resize normalizes."""
+def train_step_numba(crops, codes, params, lins, mirror, *, out_h, out_w, mean, std,
+                     layout: str, interpolation: str = "bilinear", erase=None):
+    """The DALI node: the whole CPU train step with a policy in one operator
+    (:func:`train_step_into`) → (float32 ``layout`` images, erased box [4]). ``crops``: the
+    decoded uint8 HWC random crops; ``codes``/``params``/``lins``: the stages' nodes (as
+    :func:`policy_numba`); ``out_h``, ``out_w``: ints or run-time int32 nodes
+    (``train.size_schedule``); ``mean``, ``std`` in 0–255 units; ``erase``: None, or (value
+    [C], probability, the draws of :func:`dalinorm.pipelines.augment.erase_draws`)."""
     from nvidia.dali import fn, types
 
+    from dalinorm.pipelines.resample import PILLOW_VERTICAL_FIRST, is_cubic
+    from dalinorm.pipelines.train_size import extent
+
     codes = fn.cat(codes, fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]))
+    size = fn.zeros(shape=extent(out_h, out_w, 0), dtype=types.UINT8)
     inv_std = (1.0 / np.array(std, np.float64)).astype(np.float32)
-    norm = types.Constant(np.concatenate([np.array(mean, np.float32), inv_std]), device="cpu")
-    op = numba_operator(("policy+normalize", layout),
-                        lambda: _normalizing_policy_operator(layout == "CHW"))
-    return op(images, codes, params, lins, norm)
+    norm = np.concatenate([np.array(mean, np.float32), inv_std])
+    if erase is None:
+        floats = types.Constant(norm, device="cpu")
+    else:
+        value, probability, (area_u, aspect, coin, top_u, left_u) = erase
+        head = types.Constant(np.concatenate([norm, np.array(value, np.float32)]), device="cpu")
+        u = fn.stack(coin, top_u, left_u, types.Constant(np.float32(probability), device="cpu"))
+        floats = fn.cat(head, u, area_u, aspect)
+    op = numba_operator(("train step", layout, interpolation, PILLOW_VERTICAL_FIRST),
+                        lambda: _train_step_operator(layout == "CHW", is_cubic(interpolation)))
+    return op(crops, size, codes, params, lins, floats)

@@ -69,7 +69,21 @@ def _train_graph(cfg: Config, spec: GraphSpec, normalization: Normalization):
     # augmentations work on the uint8 image: the fused resize+normalize gives way to them
     augmented = uses_augmentation(cfg)
     fused = cfg.output.dtype == "float32" and normalization.fusable and not augmented
-    if exact_resize(cfg, spec) and fused:
+    erase = cfg.train.random_erase.probability > 0
+    # the CPU with a policy: resize, flip, policy, normalize and erase in one numba operator
+    # (which has no percentile clip, per-image moments or background mask: those take the
+    # paths below)
+    train_step = (augmented and exact_resize(cfg, spec) and cfg.output.dtype == "float32"
+                  and normalization.fusable and not normalization.clipped
+                  and fuses_normalization(cfg, images.device))
+    if train_step:
+        mean, std = dali_mean_std(normalization)
+        layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
+        mirror = fn.random.coin_flip(probability=cfg.train.hflip)
+        images = augment_images(images, cfg, normalize=(mean, std, layout, mirror),
+                                resize=(out_h, out_w, cfg.train.interpolation), erase=erase)
+        erase = False  # done
+    elif exact_resize(cfg, spec) and fused:
         # resize, mirror and normalize in one pass over the output (the CPU's hot path; a
         # percentile clip too); per_image and keep_background take the path below: the same
         # exact resize, then their own operators
@@ -87,21 +101,12 @@ def _train_graph(cfg: Config, spec: GraphSpec, normalization: Normalization):
                                                out_h=out_h, out_w=out_w)
         mirror = fn.random.coin_flip(probability=cfg.train.hflip)
         flip = {"mirror": mirror}
-        if (augmented and exact_resize(cfg, spec) and cfg.output.dtype == "float32"
-                and normalization.fusable and not normalization.clipped
-                and fuses_normalization(cfg, images.device)):
-            # the CPU: flip, policy and normalize in one numba operator (which has no
-            # percentile clip, per-image moments or background mask: those take the path below)
-            mean, std = dali_mean_std(normalization)
-            layout = "CHW" if cfg.output.layout == "NCHW" else "HWC"
-            images = augment_images(images, cfg, normalize=(mean, std, layout, mirror))
-        else:
-            if augmented:
-                # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
-                images = augment_images(fn.flip(images, horizontal=mirror), cfg)
-                flip = {}
-            images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
-    if cfg.train.random_erase.probability > 0:
+        if augmented:
+            # torchvision's order: crop, flip, then jitter and the policy (on uint8 HWC)
+            images = augment_images(fn.flip(images, horizontal=mirror), cfg)
+            flip = {}
+        images = normalize_images(images, cfg, normalization, size=(out_h, out_w), **flip)
+    if erase:
         images = erase_images(images, cfg)  # after normalization, as torchvision's recipe
     return images, labels_on_device(labels, spec)
 

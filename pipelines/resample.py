@@ -40,7 +40,8 @@ from numba import njit
 from dalinorm.config import INTERPOLATIONS
 from dalinorm.pipelines.train_size import extent
 
-__all__ = ["PILLOW_VERTICAL_FIRST", "normalize_into", "pil_resize_numba", "resample_into"]
+__all__ = ["PILLOW_VERTICAL_FIRST", "is_cubic", "normalize_into", "pil_resize_numba", "resample_into",
+           "resample_kernel"]
 
 _BITS = 22  # Pillow's PRECISION_BITS for 8-bit images: 32 - 8 - 2
 _HALF = 1 << (_BITS - 1)
@@ -276,8 +277,15 @@ def _normalize_into(out, res, mirror, mean, inv_std, low, high, chw):  # pragma:
                 out[y, x, c] = (v - mean[c]) * inv_std[c]
 
 
-# the normalize step for other numba operators (the CPU policy operator of augment_cpu)
+# the resize and normalize steps for other numba operators (the CPU policy and train-step
+# operators of augment_cpu)
 normalize_into = _normalize_into
+resample_kernel = _resample_into
+
+
+def is_cubic(interpolation: str) -> bool:
+    """Whether ``interpolation`` (a config value) is bicubic; a ValueError for an unknown one."""
+    return _is_cubic(interpolation)
 
 
 def _is_cubic(interpolation: str) -> bool:

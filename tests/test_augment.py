@@ -357,34 +357,67 @@ def test_numba_policy_compiles_once_and_chains_stages_as_torchvision():
     assert sum(kind[0] == "policy" for kind in compiled_operator_kinds()) == 1
 
 
-@pytest.mark.parametrize("layout", ["CHW", "HWC"])
-def test_fused_flip_policy_normalize_is_torchvisions_chain(layout):
-    """The CPU train graph's one operator (flip, policy, normalize) gives torchvision's
-    hflip → the drawn op (PIL) → (x − mean)·(1/std) in float32, per sample."""
+@pytest.mark.parametrize("layout,policy", [("CHW", "trivial_augment_wide"), ("HWC", "trivial_augment_wide"),
+                                           ("CHW", "rand_augment")])
+def test_cpu_train_step_is_torchvisions_chain(layout, policy):
+    """The CPU train graph's one operator from decoded crop to tensor gives torchvision's
+    chain per sample, bit for bit: PIL's resize of the crop (RandomResizedCrop after its
+    window), hflip, the drawn ops (PIL), (x − mean)·(1/std) in float32, RandomErasing's box
+    filled with the value; the box is the one the erasing operator computes from the same
+    draws. Crops of several sizes, some smaller than the output (upscaled), non-square."""
     from nvidia.dali import fn
 
-    images = textured(64, 8, 10, seed=8)
-    cfg = _cfg(auto_augment="trivial_augment_wide")
+    from dalinorm.pipelines.augment_cpu import erase_numba
+
+    rng = np.random.default_rng(3)
+    sizes = [(int(rng.integers(14, 70)), int(rng.integers(14, 70))) for _ in range(96)]
+    crops = [textured(1, h, w, seed=k)[0] for k, (h, w) in enumerate(sizes)]
+    oh, ow = 24, 30
+    aa = policy if policy == "trivial_augment_wide" else {"policy": policy, "num_ops": 2, "magnitude": 9}
+    # erasing on half the samples, scale up to 0.5 so that boxes are large and some attempts fail
+    re = {"probability": 0.5, "scale": [0.05, 0.5], "ratio": [0.3, 3.3], "value": [0.25, -1.5, 2.0]}
+    cfg = _cfg(auto_augment=aa, random_erase=re)
     mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-    pipe = _pipe("cpu", len(images))
+    stages = 1 if policy == "trivial_augment_wide" else 2
+    pipe = _pipe("cpu", len(crops))
     with pipe:
-        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        x = fn.external_source(source=lambda: crops, batch=True, layout="HWC")
         mirror = fn.random.coin_flip(probability=0.5)
-        out, d = augment.augment_images(x, cfg, with_draws=True, normalize=(mean, std, layout, mirror))
-        pipe.set_outputs(out, mirror, d["op0"], d["param0"])
+        out, d = augment.augment_images(x, cfg, with_draws=True, normalize=(mean, std, layout, mirror),
+                                        resize=(oh, ow, "bilinear"), erase=True)
+        # the erasing operator on the same draws (any float image of the output's size)
+        blank = fn.constant(fdata=0.0, shape=[3, oh, ow] if layout == "CHW" else [oh, ow, 3])
+        _, box = erase_numba(blank, d["erase_draws"], 0.5, [0.0] * 3, layout)
+        pipe.set_outputs(out, mirror, d["erase_anchor"], d["erase_shape"], box,
+                         *(d[f"op{s}"] for s in range(stages)), *(d[f"param{s}"] for s in range(stages)))
     pipe.build()
-    out, mirror, ops, params = ([np.array(t) for t in r] for r in pipe.run())
+    out, mirror, anchor, shape, box, *rest = ([np.array(t) for t in r] for r in pipe.run())
+    ops, params = rest[:stages], rest[stages:]
     inv = (1.0 / np.array(std)).astype(np.float32)
-    flips = 0
-    for k in range(len(images)):
-        img = Image.fromarray(images[k][:, ::-1] if mirror[k] else images[k])
+    flips = erased = warped_flips = 0
+    for k in range(len(crops)):
+        img = Image.fromarray(crops[k]).resize((ow, oh), Image.BILINEAR)
+        if mirror[k]:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        names = [augment.POLICY_OPS[int(ops[s][k])] for s in range(stages)]
+        for s, name in enumerate(names):
+            img = torchvision_op(img, name, float(params[s][k]), policy)
+        ref = (np.asarray(img).astype(np.float32) - np.array(mean, np.float32)) * inv
+        ref = ref.transpose(2, 0, 1) if layout == "CHW" else ref
+        np.testing.assert_array_equal(box[k], np.concatenate([anchor[k], shape[k]]), err_msg=str(k))
+        (t, l), (h, w) = anchor[k].astype(int), shape[k].astype(int)
+        for c, v in enumerate(re["value"]):
+            if layout == "CHW":
+                ref[c, t:t + h, l:l + w] = v
+            else:
+                ref[t:t + h, l:l + w, c] = v
+        np.testing.assert_array_equal(out[k], ref, err_msg=f"{k}: {names}, mirror {mirror[k]}")
         flips += bool(mirror[k])
-        b = np.asarray(torchvision_op(img, augment.POLICY_OPS[int(ops[k])], float(params[k]),
-                                      "trivial_augment_wide"))
-        ref = (b.astype(np.float32) - np.array(mean, np.float32)) * inv
-        np.testing.assert_array_equal(out[k], ref.transpose(2, 0, 1) if layout == "CHW" else ref,
-                                      err_msg=str(k))
-    assert 0 < flips < len(images)
+        erased += h * w > 0
+        warped_flips += bool(mirror[k]) and any(n.startswith(("Shear", "Translate", "Rotate")) for n in names)
+    # both branches of the flip (before a warp, in the store otherwise) and of the erasing ran
+    assert 0 < flips < len(crops) and 0 < warped_flips < flips
+    assert 0 < erased < len(crops)
 
 
 def test_rand_augment_draws_num_ops_at_the_fixed_magnitude():
