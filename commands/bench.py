@@ -8,7 +8,10 @@ Candidates, each built once from the same config (steady state, a warm-up epoch 
   ``Resize``/``CenterCrop``/``ToTensor``/``Normalize``, default collate, ``persistent_workers``,
   ``pin_memory`` on a GPU machine only); a config's ``train.auto_augment``, ``color_jitter``
   and ``random_erase`` run as torchvision's own transforms in its workers (TrivialAugmentWide
-  after the flip, RandomErasing after Normalize, as torchvision's classification presets);
+  after the flip, RandomErasing after Normalize, as torchvision's classification presets),
+  and ``loader.repeated_augment: K`` as the sampler torchvision's references use for
+  ``--ra-sampler --ra-reps K`` (RASampler's order and epoch length:
+  :class:`~dalinorm.integration.samplers.RepeatedAugmentationSampler`);
 - ``torchvision-v2``: the same with ``transforms.v2`` on PIL images
   (``ToImage``/``ToDtype(scale=True)``/``Normalize``), default collate;
 - ``dali-stock``: DALI's stock graph for the config (:mod:`dalinorm.pipelines.stock`, DALI's
@@ -397,6 +400,8 @@ def plain_dataloader(cfg: Config, split: str, *, workers: int, v2: bool):
     from dalinorm.integration.reference import ListedImages, open_rgb
     from dalinorm.pipelines.usable import usable_listing
 
+    from dalinorm.integration.samplers import RepeatedAugmentationSampler
+
     listing, _ = usable_listing(cfg, split)
     transform = plain_transform(cfg, split, v2=v2)
     exif = cfg.data.exif == "apply"
@@ -408,8 +413,14 @@ def plain_dataloader(cfg: Config, split: str, *, workers: int, v2: bool):
     else:  # a file list or a pack: the listing's sources, member by member
         dataset = ListedImages(listing, transform, open_rgb(exif))
     training = split == "train"
+    sampler = None
+    if training and cfg.loader.repeated_augment > 1:
+        # torchvision's references: RASampler(dataset, shuffle=True, repetitions=K), one rank
+        sampler = RepeatedAugmentationSampler(len(dataset), repetitions=cfg.loader.repeated_augment,
+                                              seed=cfg.loader.seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.loader.batch_size, shuffle=training,
+        dataset, batch_size=cfg.loader.batch_size, shuffle=training and sampler is None,
+        sampler=sampler,
         drop_last=cfg.loader.drop_last if training else False, num_workers=workers,
         persistent_workers=workers > 0, prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
         pin_memory=torch.cuda.is_available(),
@@ -506,8 +517,13 @@ def run_bench(
         ("normalize.mode " + norm.mode, norm.mode in ("per_image", "percentile")),
         ("normalize.keep_background", bool(norm.keep_background)),
         ("train.size_schedule", cfg.train.size_schedule is not None and split == "train"),
-        ("loader.repeated_augment", cfg.loader.repeated_augment > 1 and split == "train"),
     ) if on]
+    if (cfg.loader.repeated_augment > 1 and split == "train" and "dali-stock" in candidates
+            and not beyond_plain):
+        # the plain DataLoaders take torchvision's RASampler order; DALI's stock graph has none
+        candidates = tuple(name for name in candidates if name != "dali-stock")
+        log.info("bench with loader.repeated_augment: without dali-stock (DALI's stock graph "
+                 "reads each image once per epoch)")
     if beyond_plain and any(name in _IMAGE_ONLY for name in candidates):
         asked = candidates
         candidates = tuple(dict.fromkeys(

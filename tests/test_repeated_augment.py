@@ -160,6 +160,19 @@ def test_the_reference_path_uses_the_same_indices(dataset):
     assert list(sampler) == rasampler_reference(N, 4, 3, 2, 5, 6) and len(sampler) == 85
 
 
+def test_the_bench_baselines_use_the_same_indices(dataset):
+    """``dalinorm bench``'s classic DataLoaders read the epoch as torchvision's references do
+    with ``--ra-sampler`` (RASampler's order and length), so the recipe's baseline does the
+    recipe's work; DALI's stock graph, which reads each image once, is left out."""
+    from dalinorm.commands.bench import plain_dataloader
+
+    for v2 in (False, True):
+        loader = plain_dataloader(ra_config(dataset.root), "train", workers=0, v2=v2)
+        for epoch in range(2):
+            labels = [label for _, y in loader for label in y.tolist()]
+            assert labels == rasampler_reference(N, 3, 1, 0, 7, epoch)[:240]  # drop_last: 12 × 20
+
+
 def test_too_few_images_or_no_repeat_is_an_error(dataset, colour_data):
     train, _ = colour_data  # 37 images
     with pytest.raises(ConfigError, match=r"loader.repeated_augment: 3 repeats: torchvision's "
