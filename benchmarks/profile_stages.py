@@ -54,7 +54,7 @@ def _time_loader(loader, epochs: int) -> dict:
 
 def _copy_cost(pipe_outputs, fresh: bool) -> float:
     """ms of CPU per image to copy one float32 batch into a torch tensor: a fresh one each
-    time (what DaliLoader did before integration/host_buffers.py) or a reused one."""
+    time or a reused one (what DaliLoader did before it handed DALI's buffers to torch uncopied)."""
     import torch
     from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
 

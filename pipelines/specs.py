@@ -81,7 +81,7 @@ class GraphSpec:
 
 def pipeline_kwargs(cfg: Config, spec: GraphSpec) -> dict:
     """The DALI Pipeline arguments for ``spec``: batch, threads, device, seed, prefetch,
-    checkpoint."""
+    checkpoint, the dynamic executor."""
     return dict(
         batch_size=cfg.loader.batch_size,
         num_threads=cfg.loader.num_threads,
@@ -90,6 +90,9 @@ def pipeline_kwargs(cfg: Config, spec: GraphSpec) -> dict:
         prefetch_queue_depth=cfg.loader.prefetch,
         enable_checkpointing=spec.checkpointing or spec.checkpoint is not None,
         checkpoint=spec.checkpoint,
+        # (DALI 2's default, said here because the loader relies on it) outputs are buffers of
+        # their own that DALI does not reuse while held: DaliLoader hands them to torch uncopied
+        exec_dynamic=True,
     )
 
 

@@ -101,21 +101,22 @@ def test_dali_nhwc_is_channels_last_view_of_the_same_pixels(textured_root, devic
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_dali_nhwc_batch_is_a_view_of_the_buffer_dali_filled(textured_root, device):
-    """No copy after DALI's: the batch's memory is the tensor DALI's output was copied into."""
+    """No copy at all: the batch's memory is DALI's own output buffer, seen as NCHW."""
     loader = DaliLoader(_config(textured_root, device, "float32", "NHWC"), "val")
     iter(loader)  # builds the feed
     feed = loader._feed
     filled = []
-    real_feed_ndarray = feed._feed_ndarray
+    real_outputs = feed._pipe.outputs
 
-    def recording_feed_ndarray(output, tensor, cuda_stream=None):
-        filled.append((tensor.data_ptr(), tuple(tensor.shape)))
-        return real_feed_ndarray(output, tensor, cuda_stream=cuda_stream)
+    def recording_outputs():
+        outputs = real_outputs()
+        filled.extend((o.as_tensor().data_ptr(), tuple(o.as_tensor().shape())) for o in outputs)
+        return outputs
 
-    feed._feed_ndarray = recording_feed_ndarray
+    feed._pipe.outputs = recording_outputs
     images, _ = feed.next()
     (pointer, shape), _labels = filled
-    assert shape == (5, 32, 32, 3)  # DALI's HWC output, filled as is
+    assert shape == (5, 32, 32, 3)  # DALI's HWC output, as is
     assert images.shape == (5, 3, 32, 32) and images.data_ptr() == pointer
 
 
