@@ -272,41 +272,130 @@ def _pointwise_lut(img, code, param):  # pragma: no cover - compiled by numba
 
 
 @_jit
+def _shift_into(out, img, sx, sy):  # pragma: no cover - compiled by numba
+    """out[y, x] = img[y + sy, x + sx] where that lies in the image, else 0 (the fill): row
+    copies of the flat buffers."""
+    H, W, C = img.shape
+    dst = out.reshape(-1)
+    src = img.reshape(-1)
+    row = W * C
+    # output columns [x_lo, x_hi) read input columns [x_lo + sx, x_hi + sx)
+    x_lo = min(max(-sx, 0), W)
+    x_hi = max(min(W - sx, W), x_lo)
+    for y in range(H):
+        o = y * row
+        ys = y + sy
+        if ys < 0 or ys >= H:
+            dst[o:o + row] = 0
+            continue
+        s = ys * row + (x_lo + sx) * C
+        dst[o:o + x_lo * C] = 0
+        dst[o + x_lo * C:o + x_hi * C] = src[s:s + (x_hi - x_lo) * C]
+        dst[o + x_hi * C:o + row] = 0
+
+
+@_jit
+def _affine_generic_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled by numba
+    """:func:`_affine_into` for any matrix: the same doubles in the same order per pixel as
+    Pillow (m1·yc and m4·yc depend on the row only: the same products, hoisted), restructured
+    so that LLVM vectorizes it, one row at a time: coordinates, weights and tap indices
+    without branches; the four taps gathered from the image packed one pixel per uint32; the
+    three channels' blends into planes; then interleaved. A lower row clipped to the image is
+    the tap row itself, so Pillow's "no row below: v2 = v1" is v2 computed from the same row
+    (the same number)."""
+    H, W, C = img.shape
+    dst = out.reshape(-1)
+    src = img.reshape(-1)
+    fW = float(W)
+    fH = float(H)
+    packed = np.empty(H * W, np.uint32)
+    if C == 3:
+        for p in range(H * W):
+            packed[p] = (np.uint32(src[3 * p]) | (np.uint32(src[3 * p + 1]) << np.uint32(8))
+                         | (np.uint32(src[3 * p + 2]) << np.uint32(16)))
+    taps = np.empty((4, W), np.int64)  # pixel indices: (row 0, row 1) × (column 0, column 1)
+    got = np.empty((4, W), np.uint32)
+    wx = np.empty(W, np.float64)
+    wy = np.empty(W, np.float64)
+    inside = np.empty(W, np.bool_)
+    planes = np.empty((3, W), np.uint8)
+    for y in range(H):
+        yc = y + 0.5
+        by = m1 * yc
+        ey = m4 * yc
+        for x in range(W):
+            xc = x + 0.5
+            xin = m0 * xc + by + m2
+            yin = m3 * xc + ey + m5
+            # | not `or`: no branch (NaN, as in Pillow, counts as inside)
+            inside[x] = not ((xin < 0.0) | (xin >= fW) | (yin < 0.0) | (yin >= fH))
+            xin = xin - 0.5
+            yin = yin - 0.5
+            fx = np.floor(xin)
+            fy = np.floor(yin)
+            wx[x] = xin - fx
+            wy[x] = yin - fy
+            # inside, floor(x − ½) is in [−1, W − 1] already; outside (and NaN) this keeps
+            # the unused taps' reads in the image
+            fx = fx if fx > -1.0 else -1.0
+            fx = fx if fx < fW - 1.0 else fW - 1.0
+            fy = fy if fy > -1.0 else -1.0
+            fy = fy if fy < fH - 1.0 else fH - 1.0
+            ix = int(fx)
+            iy = int(fy)
+            x0 = ix if ix > 0 else 0
+            x1 = ix + 1 if ix + 1 < W else W - 1
+            r0 = (iy if iy > 0 else 0) * W
+            r1 = (iy + 1 if iy + 1 < H else H - 1) * W
+            taps[0, x] = r0 + x0
+            taps[1, x] = r0 + x1
+            taps[2, x] = r1 + x0
+            taps[3, x] = r1 + x1
+        o = y * W * C
+        if C != 3:
+            for x in range(W):
+                for c in range(C):
+                    a = float(src[taps[0, x] * C + c])
+                    v1 = a + (float(src[taps[1, x] * C + c]) - a) * wx[x]
+                    a = float(src[taps[2, x] * C + c])
+                    v2 = a + (float(src[taps[3, x] * C + c]) - a) * wx[x]
+                    dst[o + x * C + c] = np.uint8(int(v1 + (v2 - v1) * wy[x])) if inside[x] else 0
+            continue
+        for k in range(4):
+            for x in range(W):
+                got[k, x] = packed[taps[k, x]]
+        for x in range(W):
+            dx = wx[x]
+            dy = wy[x]
+            for c in range(3):
+                s = np.uint32(8 * c)
+                a = float((got[0, x] >> s) & np.uint32(255))
+                v1 = a + (float((got[1, x] >> s) & np.uint32(255)) - a) * dx
+                a = float((got[2, x] >> s) & np.uint32(255))
+                v2 = a + (float((got[3, x] >> s) & np.uint32(255)) - a) * dx
+                v = np.uint8(int(v1 + (v2 - v1) * dy))
+                planes[c, x] = v if inside[x] else np.uint8(0)
+        for x in range(W):
+            dst[o + 3 * x] = planes[0, x]
+            dst[o + 3 * x + 1] = planes[1, x]
+            dst[o + 3 * x + 2] = planes[2, x]
+
+
+@_jit
 def _affine_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled by numba
     """Geometry.c's ImagingGenericTransform with affine_transform and bilinear_filter32RGB:
     the output pixel centre (x + ½, y + ½) mapped in double; outside [0, W) × [0, H) the fill
     (0); else taps at floor(x − ½), +1 clipped to the image (the lower row repeated past the
-    bottom), blended in double and truncated."""
-    H, W, C = img.shape
-    for y in range(H):
-        yc = y + 0.5
-        for x in range(W):
-            xc = x + 0.5
-            xin = m0 * xc + m1 * yc + m2
-            yin = m3 * xc + m4 * yc + m5
-            if xin < 0.0 or xin >= W or yin < 0.0 or yin >= H:
-                for c in range(C):
-                    out[y, x, c] = 0
-                continue
-            xin -= 0.5
-            yin -= 0.5
-            ix = int(np.floor(xin))
-            iy = int(np.floor(yin))
-            dx = xin - ix
-            dy = yin - iy
-            x0 = 0 if ix < 0 else (ix if ix < W else W - 1)
-            x1 = 0 if ix + 1 < 0 else (ix + 1 if ix + 1 < W else W - 1)
-            r0 = 0 if iy < 0 else (iy if iy < H else H - 1)
-            below = iy + 1 >= 0 and iy + 1 < H
-            for c in range(C):
-                a = float(img[r0, x0, c])
-                v1 = a + (float(img[r0, x1, c]) - a) * dx
-                if below:
-                    a = float(img[iy + 1, x0, c])
-                    v2 = a + (float(img[iy + 1, x1, c]) - a) * dx
-                else:
-                    v2 = v1
-                out[y, x, c] = np.uint8(int(v1 + (v2 - v1) * dy))
+    bottom), blended in double and truncated (:func:`_affine_generic_into`).
+
+    An integer translation (linear part exactly 1, 0, 0, 1; integer offsets below 2³¹) maps
+    x + ½ + m2 − ½ = x + m2 exactly (every sum exact in double): weights 0, each tap the
+    pixel itself, so the output is the image shifted with 0 fill (:func:`_shift_into`)."""
+    if (m0 == 1.0 and m1 == 0.0 and m3 == 0.0 and m4 == 1.0 and np.floor(m2) == m2
+            and np.floor(m5) == m5 and abs(m2) < 2.0 ** 31 and abs(m5) < 2.0 ** 31):
+        _shift_into(out, img, int(m2), int(m5))
+    else:
+        _affine_generic_into(out, img, m0, m1, m2, m3, m4, m5)
 
 
 @_jit
