@@ -348,7 +348,9 @@ def _affine_generic_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover 
         for p in range(H * W):
             packed[p] = (np.uint32(src[3 * p]) | (np.uint32(src[3 * p + 1]) << np.uint32(8))
                          | (np.uint32(src[3 * p + 2]) << np.uint32(16)))
-    taps = np.empty((4, W), np.int64)  # pixel indices: (row 0, row 1) × (column 0, column 1)
+    # pixel indices (row 0, row 1) × (column 0, column 1), unsigned (and the output row a
+    # view indexed from 0): numba's negative-index checks fold away
+    taps = np.empty((4, W), np.uint64)
     got = np.empty((4, W), np.uint32)
     wx = np.empty(W, np.float64)
     wy = np.empty(W, np.float64)
@@ -389,11 +391,13 @@ def _affine_generic_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover 
         o = y * W * C
         if C != 3:
             for x in range(W):
+                p00, p01 = np.int64(taps[0, x]) * C, np.int64(taps[1, x]) * C
+                p10, p11 = np.int64(taps[2, x]) * C, np.int64(taps[3, x]) * C
                 for c in range(C):
-                    a = float(src[taps[0, x] * C + c])
-                    v1 = a + (float(src[taps[1, x] * C + c]) - a) * wx[x]
-                    a = float(src[taps[2, x] * C + c])
-                    v2 = a + (float(src[taps[3, x] * C + c]) - a) * wx[x]
+                    a = float(src[p00 + c])
+                    v1 = a + (float(src[p01 + c]) - a) * wx[x]
+                    a = float(src[p10 + c])
+                    v2 = a + (float(src[p11 + c]) - a) * wx[x]
                     dst[o + x * C + c] = np.uint8(int(v1 + (v2 - v1) * wy[x])) if inside[x] else 0
             continue
         for k in range(4):
@@ -410,10 +414,11 @@ def _affine_generic_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover 
                 v2 = a + (float((got[3, x] >> s) & np.uint32(255)) - a) * dx
                 v = np.uint8(int(v1 + (v2 - v1) * dy))
                 planes[c, x] = v if inside[x] else np.uint8(0)
+        drow = dst[o:o + 3 * W]
         for x in range(W):
-            dst[o + 3 * x] = planes[0, x]
-            dst[o + 3 * x + 1] = planes[1, x]
-            dst[o + 3 * x + 2] = planes[2, x]
+            drow[3 * x] = planes[0, x]
+            drow[3 * x + 1] = planes[1, x]
+            drow[3 * x + 2] = planes[2, x]
 
 
 @_jit
