@@ -150,13 +150,27 @@ def warp_linear(op: str, param: float) -> tuple[float, float, float, float]:
 def _blend_flat(out, deg, img, alpha, stride):  # pragma: no cover - compiled by numba
     """Pillow's ImagingBlend(deg, img, alpha) on flat uint8 arrays: float32
     deg + alpha·(img − deg), clipped to [0, 255], truncated. ``deg[i // stride]``: stride 1 a
-    whole image, 3 one grey per pixel, 0 (with a 1-element deg) a flat value."""
+    whole image, 3 one grey per pixel, 0 (with a 1-element deg) a flat value. One loop per
+    stride (no division per element), so LLVM vectorizes it; the same float32 steps."""
     f = np.float32
     a = f(alpha)
-    for i in range(img.shape[0]):
-        d = f(deg[i // stride]) if stride > 0 else f(deg[0])
-        t = f(d + f(a * f(f(img[i]) - d)))
-        out[i] = np.uint8(min(max(t, f(0.0)), f(255.0)))
+    lo, hi = f(0.0), f(255.0)
+    n = img.shape[0]
+    if stride == 1:
+        for i in range(n):
+            d = f(deg[i])
+            t = f(d + f(a * f(f(img[i]) - d)))
+            out[i] = np.uint8(min(max(t, lo), hi))
+    elif stride <= 0:
+        d = f(deg[0])
+        for i in range(n):
+            t = f(d + f(a * f(f(img[i]) - d)))
+            out[i] = np.uint8(min(max(t, lo), hi))
+    else:
+        for i in range(n):
+            d = f(deg[i // stride])
+            t = f(d + f(a * f(f(img[i]) - d)))
+            out[i] = np.uint8(min(max(t, lo), hi))
 
 
 @_jit
@@ -178,8 +192,17 @@ def _enhance(out, img, code, factor, H, W):  # pragma: no cover - compiled by nu
     flat RGB arrays."""
     if code == 6:
         _blend_flat(out, np.zeros(1, np.uint8), img, factor, 0)
-    elif code == 7:
-        _blend_flat(out, _grey(img), img, factor, 3)
+    elif code == 7:  # _grey and _blend_flat(stride 3) fused: the same integer and float32 steps
+        f = np.float32
+        a = f(factor)
+        lo, hi = f(0.0), f(255.0)
+        for p in range(img.shape[0] // 3):
+            r, g, b = img[3 * p], img[3 * p + 1], img[3 * p + 2]
+            d = f(np.uint8((np.int32(r) * 19595 + np.int32(g) * 38470 + np.int32(b) * 7471
+                            + 32768) >> 16))
+            out[3 * p] = np.uint8(min(max(f(d + f(a * f(f(r) - d))), lo), hi))
+            out[3 * p + 1] = np.uint8(min(max(f(d + f(a * f(f(g) - d))), lo), hi))
+            out[3 * p + 2] = np.uint8(min(max(f(d + f(a * f(f(b) - d))), lo), hi))
     elif code == 8:
         g = _grey(img)
         s = np.int64(0)
@@ -188,17 +211,29 @@ def _enhance(out, img, code, factor, H, W):  # pragma: no cover - compiled by nu
         pivot = np.full(1, int(float(s) / float(g.shape[0]) + 0.5), np.uint8)
         _blend_flat(out, pivot, img, factor, 0)
     else:  # SMOOTH (1 1 1 / 1 5 1 / 1 1 1) / 13, rounded half up, the 1-pixel border kept
-        deg = img.copy()
+        # one row at a time, the rows above and below as views indexed from 0 up (numba's
+        # negative-index check then folds away and LLVM vectorizes the filter and the
+        # blend); the border blended with itself
         row = 3 * W
-        for y in range(1, H - 1):
-            for i in range(y * row + 3, (y + 1) * row - 3):
-                s = (np.int32(img[i - row - 3]) + np.int32(img[i - row]) + np.int32(img[i - row + 3])
-                     + np.int32(img[i - 3]) + 5 * np.int32(img[i]) + np.int32(img[i + 3])
-                     + np.int32(img[i + row - 3]) + np.int32(img[i + row]) + np.int32(img[i + row + 3]))
+        deg = np.empty(row, np.uint8)
+        for y in range(H):
+            o = y * row
+            mid = img[o:o + row]
+            if y == 0 or y == H - 1 or W < 3:
+                _blend_flat(out[o:o + row], mid, mid, factor, 1)
+                continue
+            up = img[o - row:o]
+            dn = img[o + row:o + 2 * row]
+            deg[:3] = mid[:3]
+            deg[row - 3:] = mid[row - 3:]
+            for i in range(row - 6):  # the element i + 3
+                s = (np.int32(up[i]) + np.int32(up[i + 3]) + np.int32(up[i + 6])
+                     + np.int32(mid[i]) + 5 * np.int32(mid[i + 3]) + np.int32(mid[i + 6])
+                     + np.int32(dn[i]) + np.int32(dn[i + 3]) + np.int32(dn[i + 6]))
                 # float32 S/13 + 0.5 truncated: S/13 is never within 1/26 of a half, so the
                 # integer round half up is the same
-                deg[i] = np.uint8((2 * s + 13) // 26)
-        _blend_flat(out, deg, img, factor, 1)
+                deg[i + 3] = np.uint8((2 * s + 13) // 26)
+            _blend_flat(out[o:o + row], deg, mid, factor, 1)
 
 
 @_jit
@@ -272,41 +307,135 @@ def _pointwise_lut(img, code, param):  # pragma: no cover - compiled by numba
 
 
 @_jit
+def _shift_into(out, img, sx, sy):  # pragma: no cover - compiled by numba
+    """out[y, x] = img[y + sy, x + sx] where that lies in the image, else 0 (the fill): row
+    copies of the flat buffers."""
+    H, W, C = img.shape
+    dst = out.reshape(-1)
+    src = img.reshape(-1)
+    row = W * C
+    # output columns [x_lo, x_hi) read input columns [x_lo + sx, x_hi + sx)
+    x_lo = min(max(-sx, 0), W)
+    x_hi = max(min(W - sx, W), x_lo)
+    for y in range(H):
+        o = y * row
+        ys = y + sy
+        if ys < 0 or ys >= H:
+            dst[o:o + row] = 0
+            continue
+        s = ys * row + (x_lo + sx) * C
+        dst[o:o + x_lo * C] = 0
+        dst[o + x_lo * C:o + x_hi * C] = src[s:s + (x_hi - x_lo) * C]
+        dst[o + x_hi * C:o + row] = 0
+
+
+@_jit
+def _affine_generic_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled by numba
+    """:func:`_affine_into` for any matrix: the same doubles in the same order per pixel as
+    Pillow (m1·yc and m4·yc depend on the row only: the same products, hoisted), restructured
+    so that LLVM vectorizes it, one row at a time: coordinates, weights and tap indices
+    without branches; the four taps gathered from the image packed one pixel per uint32; the
+    three channels' blends into planes; then interleaved. A lower row clipped to the image is
+    the tap row itself, so Pillow's "no row below: v2 = v1" is v2 computed from the same row
+    (the same number)."""
+    H, W, C = img.shape
+    dst = out.reshape(-1)
+    src = img.reshape(-1)
+    fW = float(W)
+    fH = float(H)
+    packed = np.empty(H * W, np.uint32)
+    if C == 3:
+        for p in range(H * W):
+            packed[p] = (np.uint32(src[3 * p]) | (np.uint32(src[3 * p + 1]) << np.uint32(8))
+                         | (np.uint32(src[3 * p + 2]) << np.uint32(16)))
+    # pixel indices (row 0, row 1) × (column 0, column 1), unsigned (and the output row a
+    # view indexed from 0): numba's negative-index checks fold away
+    taps = np.empty((4, W), np.uint64)
+    got = np.empty((4, W), np.uint32)
+    wx = np.empty(W, np.float64)
+    wy = np.empty(W, np.float64)
+    inside = np.empty(W, np.bool_)
+    planes = np.empty((3, W), np.uint8)
+    for y in range(H):
+        yc = y + 0.5
+        by = m1 * yc
+        ey = m4 * yc
+        for x in range(W):
+            xc = x + 0.5
+            xin = m0 * xc + by + m2
+            yin = m3 * xc + ey + m5
+            # | not `or`: no branch (NaN, as in Pillow, counts as inside)
+            inside[x] = not ((xin < 0.0) | (xin >= fW) | (yin < 0.0) | (yin >= fH))
+            xin = xin - 0.5
+            yin = yin - 0.5
+            fx = np.floor(xin)
+            fy = np.floor(yin)
+            wx[x] = xin - fx
+            wy[x] = yin - fy
+            # inside, floor(x − ½) is in [−1, W − 1] already; outside (and NaN) this keeps
+            # the unused taps' reads in the image
+            fx = fx if fx > -1.0 else -1.0
+            fx = fx if fx < fW - 1.0 else fW - 1.0
+            fy = fy if fy > -1.0 else -1.0
+            fy = fy if fy < fH - 1.0 else fH - 1.0
+            ix = int(fx)
+            iy = int(fy)
+            x0 = ix if ix > 0 else 0
+            x1 = ix + 1 if ix + 1 < W else W - 1
+            r0 = (iy if iy > 0 else 0) * W
+            r1 = (iy + 1 if iy + 1 < H else H - 1) * W
+            taps[0, x] = r0 + x0
+            taps[1, x] = r0 + x1
+            taps[2, x] = r1 + x0
+            taps[3, x] = r1 + x1
+        o = y * W * C
+        if C != 3:
+            for x in range(W):
+                p00, p01 = np.int64(taps[0, x]) * C, np.int64(taps[1, x]) * C
+                p10, p11 = np.int64(taps[2, x]) * C, np.int64(taps[3, x]) * C
+                for c in range(C):
+                    a = float(src[p00 + c])
+                    v1 = a + (float(src[p01 + c]) - a) * wx[x]
+                    a = float(src[p10 + c])
+                    v2 = a + (float(src[p11 + c]) - a) * wx[x]
+                    dst[o + x * C + c] = np.uint8(int(v1 + (v2 - v1) * wy[x])) if inside[x] else 0
+            continue
+        for k in range(4):
+            for x in range(W):
+                got[k, x] = packed[taps[k, x]]
+        for x in range(W):
+            dx = wx[x]
+            dy = wy[x]
+            for c in range(3):
+                s = np.uint32(8 * c)
+                a = float((got[0, x] >> s) & np.uint32(255))
+                v1 = a + (float((got[1, x] >> s) & np.uint32(255)) - a) * dx
+                a = float((got[2, x] >> s) & np.uint32(255))
+                v2 = a + (float((got[3, x] >> s) & np.uint32(255)) - a) * dx
+                v = np.uint8(int(v1 + (v2 - v1) * dy))
+                planes[c, x] = v if inside[x] else np.uint8(0)
+        drow = dst[o:o + 3 * W]
+        for x in range(W):
+            drow[3 * x] = planes[0, x]
+            drow[3 * x + 1] = planes[1, x]
+            drow[3 * x + 2] = planes[2, x]
+
+
+@_jit
 def _affine_into(out, img, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled by numba
     """Geometry.c's ImagingGenericTransform with affine_transform and bilinear_filter32RGB:
     the output pixel centre (x + ½, y + ½) mapped in double; outside [0, W) × [0, H) the fill
     (0); else taps at floor(x − ½), +1 clipped to the image (the lower row repeated past the
-    bottom), blended in double and truncated."""
-    H, W, C = img.shape
-    for y in range(H):
-        yc = y + 0.5
-        for x in range(W):
-            xc = x + 0.5
-            xin = m0 * xc + m1 * yc + m2
-            yin = m3 * xc + m4 * yc + m5
-            if xin < 0.0 or xin >= W or yin < 0.0 or yin >= H:
-                for c in range(C):
-                    out[y, x, c] = 0
-                continue
-            xin -= 0.5
-            yin -= 0.5
-            ix = int(np.floor(xin))
-            iy = int(np.floor(yin))
-            dx = xin - ix
-            dy = yin - iy
-            x0 = 0 if ix < 0 else (ix if ix < W else W - 1)
-            x1 = 0 if ix + 1 < 0 else (ix + 1 if ix + 1 < W else W - 1)
-            r0 = 0 if iy < 0 else (iy if iy < H else H - 1)
-            below = iy + 1 >= 0 and iy + 1 < H
-            for c in range(C):
-                a = float(img[r0, x0, c])
-                v1 = a + (float(img[r0, x1, c]) - a) * dx
-                if below:
-                    a = float(img[iy + 1, x0, c])
-                    v2 = a + (float(img[iy + 1, x1, c]) - a) * dx
-                else:
-                    v2 = v1
-                out[y, x, c] = np.uint8(int(v1 + (v2 - v1) * dy))
+    bottom), blended in double and truncated (:func:`_affine_generic_into`).
+
+    An integer translation (linear part exactly 1, 0, 0, 1; integer offsets below 2³¹) maps
+    x + ½ + m2 − ½ = x + m2 exactly (every sum exact in double): weights 0, each tap the
+    pixel itself, so the output is the image shifted with 0 fill (:func:`_shift_into`)."""
+    if (m0 == 1.0 and m1 == 0.0 and m3 == 0.0 and m4 == 1.0 and np.floor(m2) == m2
+            and np.floor(m5) == m5 and abs(m2) < 2.0 ** 31 and abs(m5) < 2.0 ** 31):
+        _shift_into(out, img, int(m2), int(m5))
+    else:
+        _affine_generic_into(out, img, m0, m1, m2, m3, m4, m5)
 
 
 @_jit
