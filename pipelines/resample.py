@@ -8,7 +8,7 @@ to 22-bit integers, two 1-D passes each rounded to uint8. This module ports that
 so the CPU graphs produce PIL's bytes: no residual at all, edges included (DALI's own resize
 repeats the edge pixel and rounds in float: up to 14 levels at the window's border, ≈0.002
 level mean inside; docs/PARITY.md). It is also cheaper than two DALI resize passes on the
-CPU: 0.23 ms per ImageNet-sized train crop on one core (0.72 before the horizontal pass ran as
+CPU: 0.11 ms per ImageNet-sized train crop on one core (0.72 before the horizontal pass ran as
 a vertical pass of the transposed image; docs/PERFORMANCE.md has the whole breakdown).
 
 Pass order: Pillow up to 12 always resizes horizontally first; Pillow 13 resizes vertically
@@ -35,7 +35,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from dalinorm.config import INTERPOLATIONS
 from dalinorm.pipelines.train_size import extent
@@ -125,7 +127,125 @@ def _horizontal_scalar(dst, src, weights, bounds, shift):  # pragma: no cover - 
                 dst[y, xx, c] = _clip8(acc)
 
 
-_TILE = 32  # transposes in tiles of 32 × 32 pixels (a tile's rows stay in L1)
+# The horizontal pass of RGB runs as the vertical pass of the transposed image (whole rows:
+# it vectorizes), so the image is transposed in, to RGB0 words, and the result back out.
+# numba's loops move one pixel per step (≈1.5 ns each on 2026-12-01); these two intrinsics move
+# an 8 × 8 block of pixels in registers (three rounds of shuffles, LLVM's shufflevector), which
+# took the two transposes of a train crop from 0.12 + 0.07 to 0.04 + 0.04 ms. Bytes are only
+# moved, never computed on.
+_I8, _I32 = ir.IntType(8), ir.IntType(32)
+_WORDS8 = ir.VectorType(_I32, 8)
+_BYTES24 = ir.VectorType(_I8, 24)
+
+
+def _lanes(order):
+    return ir.Constant(ir.VectorType(_I32, len(order)), list(order))
+
+
+def _transpose8(builder, rows):
+    """8 vectors of 8 words (rows) → their 8 columns: interleave words, then pairs of words,
+    then halves."""
+    shuffle = builder.shuffle_vector
+    lo32, hi32 = _lanes([0, 8, 1, 9, 4, 12, 5, 13]), _lanes([2, 10, 3, 11, 6, 14, 7, 15])
+    lo64, hi64 = _lanes([0, 1, 8, 9, 4, 5, 12, 13]), _lanes([2, 3, 10, 11, 6, 7, 14, 15])
+    lo128, hi128 = _lanes([0, 1, 2, 3, 8, 9, 10, 11]), _lanes([4, 5, 6, 7, 12, 13, 14, 15])
+    a = []
+    for k in range(0, 8, 2):
+        a += [shuffle(rows[k], rows[k + 1], lo32), shuffle(rows[k], rows[k + 1], hi32)]
+    b = []
+    for k in (0, 1, 4, 5):
+        b += [shuffle(a[k], a[k + 2], lo64), shuffle(a[k], a[k + 2], hi64)]
+    return ([shuffle(b[j], b[j + 4], lo128) for j in range(4)]
+            + [shuffle(b[j], b[j + 4], hi128) for j in range(4)])
+
+
+def _address(builder, array, offset, stride, k, vector):
+    """A pointer to ``vector`` at element offset + k·stride of the 1-D ``array``'s data."""
+    at = builder.add(offset, builder.mul(stride, ir.Constant(offset.type, k)))
+    return builder.bitcast(builder.gep(array.data, [at]), vector.as_pointer())
+
+
+def _block_signature(src, dst, src_dtype, dst_dtype):
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.ndim == 1
+            and dst.ndim == 1 and src.dtype == src_dtype and dst.dtype == dst_dtype):
+        return None
+    return types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
+
+
+@intrinsic
+def _pack_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
+    """8 rows of 8 RGB pixels (uint8 ``src``, row i at byte src_at + i·src_stride) → the 8
+    transposed rows of 8 RGB0 words (uint32 ``dst``, column j at word dst_at + j·dst_stride)."""
+    sig = _block_signature(src, dst, types.uint8, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        src_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        dst_arr = context.make_array(signature.args[3])(context, builder, args[3])
+        zero = ir.Constant(_BYTES24, None)
+        spread = _lanes([24 if k % 4 == 3 else 3 * (k // 4) + k % 4 for k in range(32)])  # RGB→RGB0
+        rows = []
+        for i in range(8):
+            pixels = builder.load(_address(builder, src_arr, args[1], args[2], i, _BYTES24), align=1)
+            rows.append(builder.bitcast(builder.shuffle_vector(pixels, zero, spread), _WORDS8))
+        for j, column in enumerate(_transpose8(builder, rows)):
+            builder.store(column, _address(builder, dst_arr, args[4], args[5], j, _WORDS8), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _unpack_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
+    """The inverse of :func:`_pack_block`: 8 rows of 8 RGB0 words (uint32 ``src``, row j at
+    word src_at + j·src_stride) → 8 transposed rows of 8 RGB pixels (uint8 ``dst``, row i at
+    byte dst_at + i·dst_stride; the zero bytes are dropped)."""
+    sig = _block_signature(src, dst, types.uint32, types.uint8)
+
+    def codegen(context, builder, signature, args):
+        src_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        dst_arr = context.make_array(signature.args[3])(context, builder, args[3])
+        squeeze = _lanes([4 * (k // 3) + k % 3 for k in range(24)])  # RGB0→RGB
+        rows = [builder.load(_address(builder, src_arr, args[1], args[2], j, _WORDS8), align=4)
+                for j in range(8)]
+        for i, column in enumerate(_transpose8(builder, rows)):
+            as_bytes = builder.bitcast(column, ir.VectorType(_I8, 32))
+            builder.store(builder.shuffle_vector(as_bytes, as_bytes, squeeze),
+                          _address(builder, dst_arr, args[4], args[5], i, _BYTES24), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@_jit
+def _pack_transposed(words, flat_src, rows, row_bytes, c0, cols):  # pragma: no cover
+    """words [cols, rows] (flat) ← RGB0 of columns c0..c0+cols of flat_src [rows, row_bytes];
+    8 × 8 blocks, the remainder strips (under 8 wide) one pixel at a time."""
+    cb, rb = cols - cols % 8, rows - rows % 8
+    for y0 in range(0, rb, 8):
+        for x0 in range(0, cb, 8):
+            _pack_block(flat_src, y0 * row_bytes + 3 * (x0 + c0), row_bytes, words, x0 * rows + y0, rows)
+    for y in range(rows):
+        for x in range(cb if y < rb else 0, cols):
+            p = y * row_bytes + 3 * (x + c0)
+            words[x * rows + y] = (np.uint32(flat_src[p]) | (np.uint32(flat_src[p + 1]) << 8)
+                                   | (np.uint32(flat_src[p + 2]) << 16))
+
+
+@_jit
+def _unpack_transposed(flat_dst, words, rows, out_w):  # pragma: no cover
+    """flat_dst [rows, out_w, 3] (flat) ← the RGB bytes of words [out_w, rows] (flat)."""
+    row_bytes = out_w * 3
+    xb, yb = out_w - out_w % 8, rows - rows % 8
+    for y0 in range(0, yb, 8):
+        for x0 in range(0, xb, 8):
+            _unpack_block(words, x0 * rows + y0, rows, flat_dst, y0 * row_bytes + 3 * x0, row_bytes)
+    for y in range(rows):
+        for x in range(xb if y < yb else 0, out_w):
+            v = words[x * rows + y]
+            p = y * row_bytes + 3 * x
+            flat_dst[p] = v & 255
+            flat_dst[p + 1] = (v >> 8) & 255
+            flat_dst[p + 2] = (v >> 16) & 255
 
 
 @_jit
@@ -134,9 +254,10 @@ def _horizontal(dst, src, weights, bounds, shift):  # pragma: no cover - compile
 
     RGB is resampled as the vertical pass of the transposed image: transpose to [w, H] of
     4-byte pixels (RGB + a zero byte), run :func:`_vertical` (whole rows: it vectorizes) and
-    transpose back. The sums are the same integers in another order, so the bytes are Pillow's;
-    on 2026-12-01 this took a train crop's resize from 0.72 to 0.22 ms (one core), the scalar
-    loop over taps per pixel and channel being most of it.
+    transpose back (8 × 8 blocks: :func:`_pack_block`). The sums are the same integers in
+    another order, so the bytes are Pillow's; on 2026-12-01 this took a train crop's resize
+    from 0.72 to 0.22 ms (one core), the scalar loop over taps per pixel and channel being
+    most of it, and the block transposes from 0.22 to 0.11 ms.
     """
     rows, out_w, channels = dst.shape
     if channels != 3:
@@ -149,32 +270,12 @@ def _horizontal(dst, src, weights, bounds, shift):  # pragma: no cover - compile
         c0 = min(c0, bounds[i, 0] - shift)
         c1 = max(c1, bounds[i, 0] - shift + bounds[i, 1])
     cols = c1 - c0
-    flat_src = src.reshape(rows, w * 3)
-    packed = np.empty((cols, rows * 4), np.uint8)
-    words = packed.view(np.uint32)  # [cols, H]: one RGB0 pixel per word
-    for y0 in range(0, rows, _TILE):
-        y1 = min(y0 + _TILE, rows)
-        for x0 in range(c0, c1, _TILE):
-            for x in range(x0, min(x0 + _TILE, c1)):
-                q = 3 * x
-                for y in range(y0, y1):
-                    words[x - c0, y] = (np.uint32(flat_src[y, q]) | (np.uint32(flat_src[y, q + 1]) << 8)
-                                        | (np.uint32(flat_src[y, q + 2]) << 16))
-    resized = np.empty((out_w, rows * 4), np.uint8)
+    packed = np.empty(cols * rows * 4, np.uint8)
+    _pack_transposed(packed.view(np.uint32), src.reshape(rows * w * 3), rows, w * 3, c0, cols)
+    resized = np.empty(out_w * rows * 4, np.uint8)
     _vertical(resized.reshape(out_w, rows, 4), packed.reshape(cols, rows, 4), weights, bounds,
               shift + c0)
-    resized_words = resized.view(np.uint32)
-    flat_dst = dst.reshape(rows, out_w * 3)
-    for y0 in range(0, rows, _TILE):
-        y1 = min(y0 + _TILE, rows)
-        for x0 in range(0, out_w, _TILE):
-            x1 = min(x0 + _TILE, out_w)
-            for y in range(y0, y1):
-                for x in range(x0, x1):
-                    v = resized_words[x, y]
-                    flat_dst[y, 3 * x] = v & 255
-                    flat_dst[y, 3 * x + 1] = (v >> 8) & 255
-                    flat_dst[y, 3 * x + 2] = (v >> 16) & 255
+    _unpack_transposed(dst.reshape(rows * out_w * 3), resized.view(np.uint32), rows, out_w)
 
 
 @_jit
