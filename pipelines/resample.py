@@ -128,11 +128,11 @@ def _horizontal_scalar(dst, src, weights, bounds, shift):  # pragma: no cover - 
 
 
 # The horizontal pass of RGB runs as the vertical pass of the transposed image (whole rows:
-# it vectorizes), so the image is transposed in, to RGB0 words, and the result back out.
-# numba's loops move one pixel per step (≈1.5 ns each on 2026-12-01); these two intrinsics move
-# an 8 × 8 block of pixels in registers (three rounds of shuffles, LLVM's shufflevector), which
-# took the two transposes of a train crop from 0.12 + 0.07 to 0.04 + 0.04 ms. Bytes are only
-# moved, never computed on.
+# it vectorizes), so the image is transposed in and the result back out. numba's loops move
+# one pixel per step (≈1.5 ns each on 2026-12-01); this intrinsic moves an 8 × 8 block of RGB
+# pixels in registers (each row's 24 bytes spread to 8 words, three rounds of shuffles, the
+# words squeezed back to 24 bytes: LLVM's shufflevector), which took the two transposes of a
+# train crop from 0.12 + 0.07 to about 0.03 + 0.03 ms. Bytes are only moved, never computed on.
 _I8, _I32 = ir.IntType(8), ir.IntType(32)
 _WORDS8 = ir.VectorType(_I32, 8)
 _BYTES24 = ir.VectorType(_I8, 24)
@@ -159,105 +159,63 @@ def _transpose8(builder, rows):
             + [shuffle(b[j], b[j + 4], hi128) for j in range(4)])
 
 
-def _address(builder, array, offset, stride, k, vector):
-    """A pointer to ``vector`` at element offset + k·stride of the 1-D ``array``'s data."""
-    at = builder.add(offset, builder.mul(stride, ir.Constant(offset.type, k)))
-    return builder.bitcast(builder.gep(array.data, [at]), vector.as_pointer())
-
-
-def _block_signature(src, dst, src_dtype, dst_dtype):
-    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.ndim == 1
-            and dst.ndim == 1 and src.dtype == src_dtype and dst.dtype == dst_dtype):
-        return None
-    return types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
-
-
 @intrinsic
-def _pack_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
-    """8 rows of 8 RGB pixels (uint8 ``src``, row i at byte src_at + i·src_stride) → the 8
-    transposed rows of 8 RGB0 words (uint32 ``dst``, column j at word dst_at + j·dst_stride)."""
-    sig = _block_signature(src, dst, types.uint8, types.uint32)
+def _transpose_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
+    """8 rows of 8 RGB pixels (1-D uint8 ``src``, row i at byte src_at + i·src_stride) → the
+    8 columns as rows of 8 RGB pixels (1-D uint8 ``dst``, column j at byte dst_at + j·dst_stride)."""
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.uint8
+               for a in (src, dst)):
+        return None
+    sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        src_arr = context.make_array(signature.args[0])(context, builder, args[0])
-        dst_arr = context.make_array(signature.args[3])(context, builder, args[3])
+        def address(array, at, stride, k):
+            offset = builder.add(at, builder.mul(stride, ir.Constant(at.type, k)))
+            data = context.make_array(signature.args[array])(context, builder, args[array]).data
+            return builder.bitcast(builder.gep(data, [offset]), _BYTES24.as_pointer())
+
         zero = ir.Constant(_BYTES24, None)
         spread = _lanes([24 if k % 4 == 3 else 3 * (k // 4) + k % 4 for k in range(32)])  # RGB→RGB0
+        squeeze = _lanes([4 * (k // 3) + k % 3 for k in range(24)])  # RGB0→RGB
         rows = []
         for i in range(8):
-            pixels = builder.load(_address(builder, src_arr, args[1], args[2], i, _BYTES24), align=1)
+            pixels = builder.load(address(0, args[1], args[2], i), align=1)
             rows.append(builder.bitcast(builder.shuffle_vector(pixels, zero, spread), _WORDS8))
         for j, column in enumerate(_transpose8(builder, rows)):
-            builder.store(column, _address(builder, dst_arr, args[4], args[5], j, _WORDS8), align=4)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def _unpack_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
-    """The inverse of :func:`_pack_block`: 8 rows of 8 RGB0 words (uint32 ``src``, row j at
-    word src_at + j·src_stride) → 8 transposed rows of 8 RGB pixels (uint8 ``dst``, row i at
-    byte dst_at + i·dst_stride; the zero bytes are dropped)."""
-    sig = _block_signature(src, dst, types.uint32, types.uint8)
-
-    def codegen(context, builder, signature, args):
-        src_arr = context.make_array(signature.args[0])(context, builder, args[0])
-        dst_arr = context.make_array(signature.args[3])(context, builder, args[3])
-        squeeze = _lanes([4 * (k // 3) + k % 3 for k in range(24)])  # RGB0→RGB
-        rows = [builder.load(_address(builder, src_arr, args[1], args[2], j, _WORDS8), align=4)
-                for j in range(8)]
-        for i, column in enumerate(_transpose8(builder, rows)):
             as_bytes = builder.bitcast(column, ir.VectorType(_I8, 32))
             builder.store(builder.shuffle_vector(as_bytes, as_bytes, squeeze),
-                          _address(builder, dst_arr, args[4], args[5], i, _BYTES24), align=1)
+                          address(3, args[4], args[5], j), align=1)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @_jit
-def _pack_transposed(words, flat_src, rows, row_bytes, c0, cols):  # pragma: no cover
-    """words [cols, rows] (flat) ← RGB0 of columns c0..c0+cols of flat_src [rows, row_bytes];
-    8 × 8 blocks, the remainder strips (under 8 wide) one pixel at a time."""
+def _transpose_rgb(dst, src, rows, cols, src_at, src_stride, dst_stride):  # pragma: no cover
+    """RGB pixel x of row y (y < rows, x < cols) at byte src_at + y·src_stride + 3x of 1-D
+    ``src`` → pixel y of row x at byte x·dst_stride + 3y of 1-D ``dst``; 8 × 8 blocks, the
+    strips left over (under 8 wide) one pixel at a time."""
     cb, rb = cols - cols % 8, rows - rows % 8
     for y0 in range(0, rb, 8):
         for x0 in range(0, cb, 8):
-            _pack_block(flat_src, y0 * row_bytes + 3 * (x0 + c0), row_bytes, words, x0 * rows + y0, rows)
+            _transpose_block(src, src_at + y0 * src_stride + 3 * x0, src_stride, dst,
+                             x0 * dst_stride + 3 * y0, dst_stride)
     for y in range(rows):
         for x in range(cb if y < rb else 0, cols):
-            p = y * row_bytes + 3 * (x + c0)
-            words[x * rows + y] = (np.uint32(flat_src[p]) | (np.uint32(flat_src[p + 1]) << 8)
-                                   | (np.uint32(flat_src[p + 2]) << 16))
-
-
-@_jit
-def _unpack_transposed(flat_dst, words, rows, out_w):  # pragma: no cover
-    """flat_dst [rows, out_w, 3] (flat) ← the RGB bytes of words [out_w, rows] (flat)."""
-    row_bytes = out_w * 3
-    xb, yb = out_w - out_w % 8, rows - rows % 8
-    for y0 in range(0, yb, 8):
-        for x0 in range(0, xb, 8):
-            _unpack_block(words, x0 * rows + y0, rows, flat_dst, y0 * row_bytes + 3 * x0, row_bytes)
-    for y in range(rows):
-        for x in range(xb if y < yb else 0, out_w):
-            v = words[x * rows + y]
-            p = y * row_bytes + 3 * x
-            flat_dst[p] = v & 255
-            flat_dst[p + 1] = (v >> 8) & 255
-            flat_dst[p + 2] = (v >> 16) & 255
+            p, q = src_at + y * src_stride + 3 * x, x * dst_stride + 3 * y
+            dst[q], dst[q + 1], dst[q + 2] = src[p], src[p + 1], src[p + 2]
 
 
 @_jit
 def _horizontal(dst, src, weights, bounds, shift):  # pragma: no cover - compiled by numba
     """dst [H, ow, C] ← src [H, w, C] (C-contiguous); tap indices are ``bounds[:, 0] - shift``.
 
-    RGB is resampled as the vertical pass of the transposed image: transpose to [w, H] of
-    4-byte pixels (RGB + a zero byte), run :func:`_vertical` (whole rows: it vectorizes) and
-    transpose back (8 × 8 blocks: :func:`_pack_block`). The sums are the same integers in
-    another order, so the bytes are Pillow's; on 2026-12-01 this took a train crop's resize
-    from 0.72 to 0.22 ms (one core), the scalar loop over taps per pixel and channel being
-    most of it, and the block transposes from 0.22 to 0.11 ms.
+    RGB is resampled as the vertical pass of the transposed image: transpose to [w, H] RGB
+    pixels (8 × 8 blocks: :func:`_transpose_block`), run :func:`_vertical` (whole rows: it
+    vectorizes) and transpose back. The sums are the same integers in another order, so the
+    bytes are Pillow's; on 2026-12-01 this took a train crop's resize from 0.72 to 0.22 ms (one
+    core), the scalar loop over taps per pixel and channel being most of it, and the block
+    transposes (of 3-byte pixels, no padding byte) from 0.22 to 0.10 ms.
     """
     rows, out_w, channels = dst.shape
     if channels != 3:
@@ -270,12 +228,13 @@ def _horizontal(dst, src, weights, bounds, shift):  # pragma: no cover - compile
         c0 = min(c0, bounds[i, 0] - shift)
         c1 = max(c1, bounds[i, 0] - shift + bounds[i, 1])
     cols = c1 - c0
-    packed = np.empty(cols * rows * 4, np.uint8)
-    _pack_transposed(packed.view(np.uint32), src.reshape(rows * w * 3), rows, w * 3, c0, cols)
-    resized = np.empty(out_w * rows * 4, np.uint8)
-    _vertical(resized.reshape(out_w, rows, 4), packed.reshape(cols, rows, 4), weights, bounds,
-              shift + c0)
-    _unpack_transposed(dst.reshape(rows * out_w * 3), resized.view(np.uint32), rows, out_w)
+    transposed = np.empty((cols, rows, 3), np.uint8)
+    _transpose_rgb(transposed.reshape(cols * rows * 3), src.reshape(rows * w * 3), rows, cols,
+                   3 * c0, w * 3, rows * 3)
+    resized = np.empty((out_w, rows, 3), np.uint8)
+    _vertical(resized, transposed, weights, bounds, shift + c0)
+    _transpose_rgb(dst.reshape(rows * out_w * 3), resized.reshape(out_w * rows * 3), out_w, rows,
+                   0, rows * 3, out_w * 3)
 
 
 @_jit
