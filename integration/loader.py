@@ -127,6 +127,7 @@ class DaliLoader:
                 "rank, so drop_last leaves no batch; lower it or set loader.drop_last: false",
             )
         self._pipeline_epoch = 1  # repeated augmentation: the epoch the pipeline reads
+        self._ahead: tuple | None = None  # repeated augmentation: (epoch, pipeline, feed) built early
         self._pipeline = self._build_pipeline()
         self._feed: _PipelineFeed | None = None
         self._initial_checkpoint: str | None = None  # what the pipeline was restored from
@@ -331,7 +332,12 @@ class DaliLoader:
             # repeated augmentation: each epoch reads its own order (RASampler's), its own pipeline
             self._feed = None
             self._pipeline_epoch = self._epoch
-            self._pipeline = self._build_pipeline()
+            if self._ahead is not None and self._ahead[0] == self._epoch:
+                # built and prefetching since the previous epoch's last run was scheduled
+                _, self._pipeline, self._feed = self._ahead
+            else:
+                self._pipeline = self._build_pipeline()
+            self._ahead = None
         if self._feed is None:
             # a pipeline of one epoch (repeated augmentation) runs no further than its end:
             # nothing decoded past it only to be thrown away with the pipeline
@@ -380,6 +386,8 @@ class DaliLoader:
             index = self._consumed
             images, labels = self._feed.next()
             self._consumed += 1
+            if self.repeated_augment > 1 and self._ahead is None and self._feed.all_scheduled:
+                self._build_ahead()
             if index >= self._batches:
                 continue  # padding beyond this rank's last step
             if index == self._batches - 1:
@@ -393,6 +401,20 @@ class DaliLoader:
                     self._feed.next()
                     self._consumed += 1
             yield images, labels
+
+    def _build_ahead(self) -> None:
+        """Repeated augmentation: the current epoch's last run is scheduled, so build the next
+        epoch's pipeline now and let it prefetch, while this one finishes and the training
+        step runs. Built later, at the next ``iter()``, the build and the first batch would run
+        with nothing to overlap: 80-100 ms of wall time per epoch on 2 cores, 7% of an epoch
+        of 1,792 images. The pipeline is the one ``iter()`` would build (its order and seeds
+        depend on the epoch only), so nothing else changes."""
+        epoch = self._pipeline_epoch + 1
+        pipe = self._build_ra_pipeline(epoch, None)
+        feed = _PipelineFeed(pipe, self.device_id, self.listing,
+                             channels_last=self.cfg.output.layout == "NHWC",
+                             runs=self._pipeline_batches)
+        self._ahead = (epoch, pipe, feed)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict:
@@ -441,6 +463,7 @@ class DaliLoader:
                 raise UsageError("loader state", f"{key} is {saved!r} in the checkpoint but {value!r} "
                                  "here; resume with the same data, layout, seed and ranks")
         self._feed = None
+        self._ahead = None
         self._pipeline_epoch = max(state["epoch"], 1)  # repeated augmentation: whose order
         self._pipeline = self._build_pipeline(checkpoint=state["dali_checkpoint"])
         self._initial_checkpoint = state["dali_checkpoint"]
@@ -453,6 +476,7 @@ class DaliLoader:
     def close(self) -> None:
         """Release the pipeline's threads and memory now rather than at garbage collection."""
         self._feed = None
+        self._ahead = None
         self._pipeline = None
 
     def __repr__(self) -> str:
@@ -479,6 +503,11 @@ class _PipelineFeed:
                 self._schedule()
         except RuntimeError as err:
             raise explain_pipeline_error(err, self._listing) from err
+
+    @property
+    def all_scheduled(self) -> bool:
+        """Whether a pipeline with a last run (``runs``) has scheduled it."""
+        return self._unscheduled is not None and self._unscheduled <= 0
 
     def _schedule(self) -> None:
         if self._unscheduled is None or self._unscheduled > 0:

@@ -147,6 +147,25 @@ def test_breaking_out_of_an_epoch_gives_the_next_epoch_whole(dataset):
     assert read(left, len(left)) == epochs[1] and left.epoch == 2
 
 
+def test_the_next_epochs_pipeline_is_built_before_this_epoch_ends(dataset):
+    """The pipeline of epoch 2 is built and prefetching once epoch 1's last run is scheduled,
+    and epoch 2 is what a pipeline built at its start gives (resumed from the state at the end
+    of epoch 1: no early build); test_resume_mid_epoch_is_exact resumes inside such an epoch."""
+    cfg = ra_config(dataset.root)
+    loader = DaliLoader(cfg, "train")
+    batches = iter(loader)
+    for _ in range(len(loader) - 1):
+        next(batches)
+    assert loader._ahead is not None and loader._ahead[0] == 2
+    assert len(list(batches)) == 1
+    state = loader.state_dict()
+    early = read(loader, len(loader))
+    assert loader._ahead is not None and loader._ahead[0] == 3  # and so on, epoch by epoch
+    resumed = DaliLoader(cfg, "train")
+    resumed.load_state_dict(state)
+    assert resumed._ahead is None and read(resumed, len(resumed)) == early
+
+
 def test_the_reference_path_uses_the_same_indices(dataset):
     from dalinorm.integration.reference import reference_loader
     from dalinorm.integration.samplers import RepeatedAugmentationSampler
