@@ -332,7 +332,7 @@ class DaliLoader:
             # repeated augmentation: each epoch reads its own order (RASampler's), its own pipeline
             self._feed = None
             self._pipeline_epoch = self._epoch
-            if self._ahead is not None and self._ahead[0] == self._epoch:
+            if self._ahead is not None and self._ahead[0] == self._epoch and self._ahead[1]:
                 # built and prefetching since the previous epoch's last run was scheduled
                 _, self._pipeline, self._feed = self._ahead
             else:
@@ -402,18 +402,33 @@ class DaliLoader:
                     self._consumed += 1
             yield images, labels
 
+    def _policy_train_step(self) -> bool:
+        """Whether this loader's train graph has a policy on the CPU (whose graph changed with
+        state version 2)."""
+        return (self.training and self.device_id is None
+                and self.cfg.train.auto_augment.policy != "none")
+
     def _build_ahead(self) -> None:
         """Repeated augmentation: the current epoch's last run is scheduled, so build the next
-        epoch's pipeline now and let it prefetch, while this one finishes and the training
-        step runs. Built later, at the next ``iter()``, the build and the first batch would run
-        with nothing to overlap: 80-100 ms of wall time per epoch on 2 cores, 7% of an epoch
-        of 1,792 images. The pipeline is the one ``iter()`` would build (its order and seeds
-        depend on the epoch only), so nothing else changes."""
+        epoch's pipeline now (in this ``next()``, on the caller's thread) and let it prefetch:
+        the build overlaps the current pipeline's last runs, and the new pipeline's first
+        batches decode while this epoch ends. Built at the next ``iter()``, the build and the
+        first batch ran with nothing to overlap: 80-100 ms of wall time per epoch on 2 cores,
+        7% of an epoch of 1,792 images. The pipeline is the one ``iter()`` would build (its
+        order and seeds depend on the epoch only), so nothing else changes. After the last
+        epoch one pipeline is built for nothing; ``close()`` releases it. If the build fails,
+        ``iter()`` builds again and raises there, at the epoch it belongs to."""
         epoch = self._pipeline_epoch + 1
-        pipe = self._build_ra_pipeline(epoch, None)
-        feed = _PipelineFeed(pipe, self.device_id, self.listing,
-                             channels_last=self.cfg.output.layout == "NHWC",
-                             runs=self._pipeline_batches)
+        try:
+            pipe = self._build_ra_pipeline(epoch, None)
+            feed = _PipelineFeed(pipe, self.device_id, self.listing,
+                                 channels_last=self.cfg.output.layout == "NHWC",
+                                 runs=self._pipeline_batches)
+        except Exception as err:  # noqa: BLE001 - raised again, in its own epoch, by iter()
+            log.debug("DaliLoader(%s): building epoch %d's pipeline early failed (%s); iter() "
+                      "builds it", self.split, epoch, err)
+            self._ahead = (epoch, None, None)
+            return
         self._ahead = (epoch, pipe, feed)
 
     # ------------------------------------------------------------------ resume
@@ -432,7 +447,8 @@ class DaliLoader:
         else:
             checkpoint = self._pipeline.checkpoint()
         return {
-            "version": 1,
+            # 2: the CPU train step with a policy is one operator (another graph, other draws)
+            "version": 2,
             "epoch": self._epoch,
             "batches_read": self._consumed,
             "dali_checkpoint": checkpoint,
@@ -452,6 +468,11 @@ class DaliLoader:
                    if not isinstance(state, dict) or k not in state]
         if missing:
             raise UsageError("load_state_dict()", f"not a DaliLoader.state_dict() (no {', '.join(missing)})")
+        if state.get("version", 1) < 2 and self._policy_train_step():
+            raise UsageError("load_state_dict()", "this state was saved by an older dalinorm, whose "
+                             "CPU train graph with train.auto_augment drew other random streams "
+                             "from the same seed; it cannot be resumed exactly: start the epoch "
+                             "again (states without a CPU policy still load)")
         expected = {"rank": self.rank, "world_size": self.world_size, "seed": self.cfg.loader.seed,
                     "fingerprint": self.listing.fingerprint(), "format": self.cfg.data.format,
                     "pack": self.listing.pack_id, "repeated_augment": self.repeated_augment}

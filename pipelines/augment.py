@@ -399,7 +399,8 @@ def _sign(shape=None):
 def _policy(images, aa, with_draws: bool, stock: bool = True, normalize=None, step=None):
     """The policy's draws per sample, then its operations: with ``stock``, DALI operators
     selected by conditionals (the GPU's path); else one numba operator applying every stage
-    (:func:`dalinorm.pipelines.augment_cpu.policy_numba`, the CPU's path), from the same draws."""
+    (:func:`dalinorm.pipelines.augment_cpu.policy_numba`, the CPU's path; with ``normalize``
+    and ``step`` the whole train step, ``train_step_numba``), from the same draws."""
     fn, types, _ = import_dali()
     draws: dict = {}
     stages_cpu: list = []  # (code, parameter, warp row) per stage, for the numba operator

@@ -2,7 +2,9 @@
 
 On DALI's CPU backend every stock operator is a pass over the batch with its own overhead, and
 torchvision's augmentations are many small ones (RandomErasing's box is ≈30 scalar operators per
-sample; a policy's blend is five image-sized passes). Here each augmentation is one operator:
+sample; a policy's blend is five image-sized passes). Here each augmentation is one operator, and
+with a policy the whole train step is one (:func:`train_step_numba`: resize, flip, policy,
+normalize, erase):
 the random draws still come from DALI's random operators (so seeds, checkpoints and resume hold
 as on the GPU path), and the operator computes what torchvision computes from them.
 
@@ -17,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dalinorm.pipelines.resample import normalize_into, numba_operator, resample_kernel
+from dalinorm.pipelines.resample import (PILLOW_VERTICAL_FIRST, is_cubic, normalize_into,
+                                         numba_operator, resample_kernel)
 
 __all__ = ["OP_CODES", "erase_numba", "lin_words", "policy_numba", "train_step_numba", "warp_linear"]
 
@@ -149,8 +152,8 @@ def warp_linear(op: str, param: float) -> tuple[float, float, float, float]:
 @_jit
 def _blend_flat(out, deg, img, alpha, stride):  # pragma: no cover - compiled by numba
     """Pillow's ImagingBlend(deg, img, alpha) on flat uint8 arrays: float32
-    deg + alpha·(img − deg), clipped to [0, 255], truncated. ``deg[i // stride]``: stride 1 a
-    whole image, 3 one grey per pixel, 0 (with a 1-element deg) a flat value. One loop per
+    deg + alpha·(img − deg), clipped to [0, 255], truncated. ``stride`` 1: ``deg`` a whole
+    image, 0: a 1-element ``deg``, a flat value. One loop per
     stride (no division per element), so LLVM vectorizes it; the same float32 steps."""
     f = np.float32
     a = f(alpha)
@@ -161,14 +164,9 @@ def _blend_flat(out, deg, img, alpha, stride):  # pragma: no cover - compiled by
             d = f(deg[i])
             t = f(d + f(a * f(f(img[i]) - d)))
             out[i] = np.uint8(min(max(t, lo), hi))
-    elif stride <= 0:
+    else:
         d = f(deg[0])
         for i in range(n):
-            t = f(d + f(a * f(f(img[i]) - d)))
-            out[i] = np.uint8(min(max(t, lo), hi))
-    else:
-        for i in range(n):
-            d = f(deg[i // stride])
             t = f(d + f(a * f(f(img[i]) - d)))
             out[i] = np.uint8(min(max(t, lo), hi))
 
@@ -617,8 +615,6 @@ def _train_step_operator(chw: bool, cubic: bool):
     from nvidia.dali import types
     from nvidia.dali.plugin.numba import NumbaFunction
 
-    from dalinorm.pipelines.resample import PILLOW_VERTICAL_FIRST
-
     step, vertical_rule = train_step_into, PILLOW_VERTICAL_FIRST
 
     def setup(outs, ins):  # pragma: no cover - compiled by numba
@@ -655,7 +651,6 @@ def train_step_numba(crops, codes, params, lins, mirror, *, out_h, out_w, mean, 
     [C], probability, the draws of :func:`dalinorm.pipelines.augment.erase_draws`)."""
     from nvidia.dali import fn, types
 
-    from dalinorm.pipelines.resample import PILLOW_VERTICAL_FIRST, is_cubic
     from dalinorm.pipelines.train_size import extent
 
     codes = fn.cat(codes, fn.reshape(fn.cast(mirror, dtype=types.INT32), shape=[1]))

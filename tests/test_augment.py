@@ -357,9 +357,11 @@ def test_numba_policy_compiles_once_and_chains_stages_as_torchvision():
     assert sum(kind[0] == "policy" for kind in compiled_operator_kinds()) == 1
 
 
-@pytest.mark.parametrize("layout,policy", [("CHW", "trivial_augment_wide"), ("HWC", "trivial_augment_wide"),
-                                           ("CHW", "rand_augment")])
-def test_cpu_train_step_is_torchvisions_chain(layout, policy):
+@pytest.mark.parametrize("layout,policy,filter", [("CHW", "trivial_augment_wide", "bilinear"),
+                                                  ("HWC", "trivial_augment_wide", "bilinear"),
+                                                  ("CHW", "rand_augment", "bilinear"),
+                                                  ("CHW", "trivial_augment_wide", "bicubic")])
+def test_cpu_train_step_is_torchvisions_chain(layout, policy, filter):
     """The CPU train graph's one operator from decoded crop to tensor gives torchvision's
     chain per sample, bit for bit: PIL's resize of the crop (RandomResizedCrop after its
     window), hflip, the drawn ops (PIL), (x − mean)·(1/std) in float32, RandomErasing's box
@@ -384,7 +386,7 @@ def test_cpu_train_step_is_torchvisions_chain(layout, policy):
         x = fn.external_source(source=lambda: crops, batch=True, layout="HWC")
         mirror = fn.random.coin_flip(probability=0.5)
         out, d = augment.augment_images(x, cfg, with_draws=True, normalize=(mean, std, layout, mirror),
-                                        resize=(oh, ow, "bilinear"), erase=True)
+                                        resize=(oh, ow, filter), erase=True)
         # the erasing operator on the same draws (any float image of the output's size)
         blank = fn.constant(fdata=0.0, shape=[3, oh, ow] if layout == "CHW" else [oh, ow, 3])
         _, box = erase_numba(blank, d["erase_draws"], 0.5, [0.0] * 3, layout)
@@ -396,7 +398,7 @@ def test_cpu_train_step_is_torchvisions_chain(layout, policy):
     inv = (1.0 / np.array(std)).astype(np.float32)
     flips = erased = warped_flips = 0
     for k in range(len(crops)):
-        img = Image.fromarray(crops[k]).resize((ow, oh), Image.BILINEAR)
+        img = Image.fromarray(crops[k]).resize((ow, oh), getattr(Image, filter.upper()))
         if mirror[k]:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         names = [augment.POLICY_OPS[int(ops[s][k])] for s in range(stages)]

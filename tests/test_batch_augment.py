@@ -26,8 +26,7 @@ def data_root(tmp_path_factory):
 
 
 def loader_batch(root, device: str, dtype: str, layout: str):
-    """The first train batch of a DaliLoader, untouched (kept with its loader, so its recycled
-    host tensor stays this batch's)."""
+    """The first train batch of a DaliLoader, untouched (kept with its loader)."""
     from dalinorm import DaliLoader
 
     key = (device, dtype, layout)

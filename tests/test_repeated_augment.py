@@ -166,6 +166,23 @@ def test_the_next_epochs_pipeline_is_built_before_this_epoch_ends(dataset):
     assert resumed._ahead is None and read(resumed, len(resumed)) == early
 
 
+def test_batches_outlive_their_epochs_pipeline_and_the_loader(dataset):
+    """The batches are DALI's own buffers (no copy): one kept from epoch 1 keeps its values
+    after epoch 1's pipeline is dropped for epoch 2's, after a collection, and after close()."""
+    import gc
+
+    loader = DaliLoader(ra_config(dataset.root), "train")
+    kept = [(x, tensor_digest(x)) for x, _ in loader][-2:]  # epoch 1's last two batches
+    for _ in loader:  # epoch 2, its own pipeline (epoch 3's built at its end)
+        pass
+    gc.collect()
+    assert [tensor_digest(x) for x, _ in kept] == [d for _, d in kept]
+    loader.close()
+    del loader
+    gc.collect()
+    assert [tensor_digest(x) for x, _ in kept] == [d for _, d in kept]
+
+
 def test_the_reference_path_uses_the_same_indices(dataset):
     from dalinorm.integration.reference import reference_loader
     from dalinorm.integration.samplers import RepeatedAugmentationSampler

@@ -11,6 +11,7 @@ import pickle
 
 import pytest
 from dalinorm import DaliLoader
+from dalinorm.errors import UsageError
 from testkit import DEVICES, make_config, tensor_digest, write_textured_folder
 
 
@@ -83,6 +84,26 @@ def test_state_from_other_data_or_seed_is_refused(colour_data):
     other = DaliLoader(make_config(train.root, "loader.seed=99"), "train")
     with pytest.raises(ValueError, match="loader state: seed is 7 in the checkpoint but 99 here"):
         other.load_state_dict(state)
+
+
+def test_state_of_the_older_cpu_policy_graph_is_refused(textured):
+    """States of version 1 were saved by the train graph before the CPU policy's one-operator
+    train step, which draws other random streams from the same seed: with a CPU policy they
+    are refused in one line; without one the graph is unchanged and they still load."""
+    for policy, refused in (("trivial_augment_wide", True), ("none", False)):
+        cfg = make_config(textured.root, f"train.auto_augment={policy}")
+        whole = read(DaliLoader(cfg, "train"), 3)
+        loader = DaliLoader(cfg, "train")
+        read(loader, 2)
+        state = dict(loader.state_dict(), version=1)
+        fresh = DaliLoader(cfg, "train")
+        if refused:
+            with pytest.raises(UsageError, match=r"load_state_dict\(\): this state was saved by "
+                                                 r"an older dalinorm"):
+                fresh.load_state_dict(state)
+        else:
+            fresh.load_state_dict(state)
+            assert read(fresh, 1) == whole[2:]
 
 
 def test_state_before_any_batch_restarts_cleanly(textured):
