@@ -54,6 +54,17 @@ def _erase_box(H, W, area_u, aspect, u):  # pragma: no cover - compiled by numba
 
 
 @_jit
+def _fill_box(out, top, left, h, w, value, chw):  # pragma: no cover - compiled by numba
+    t, l, eh, ew = int(top), int(left), int(h), int(w)
+    if chw:
+        for c in range(out.shape[0]):
+            out[c, t:t + eh, l:l + ew] = value[c]
+    else:
+        for c in range(out.shape[2]):
+            out[t:t + eh, l:l + ew, c] = value[c]
+
+
+@_jit
 def _erase_into(out, box, img, area_u, aspect, u, value, chw):  # pragma: no cover
     if chw:
         H, W = img.shape[1], img.shape[2]
@@ -62,13 +73,7 @@ def _erase_into(out, box, img, area_u, aspect, u, value, chw):  # pragma: no cov
     top, left, eh, ew = _erase_box(H, W, area_u, aspect, u)
     box[0], box[1], box[2], box[3] = top, left, eh, ew
     out[:] = img
-    t, l, h, w = int(top), int(left), int(eh), int(ew)
-    if chw:
-        for c in range(out.shape[0]):
-            out[c, t:t + h, l:l + w] = value[c]
-    else:
-        for c in range(out.shape[2]):
-            out[t:t + h, l:l + w, c] = value[c]
+    _fill_box(out, top, left, eh, ew, value, chw)
 
 
 def _erase_operator(chw: bool):
@@ -557,17 +562,6 @@ def _mirror_in_place(img):  # pragma: no cover - compiled by numba
                 t = row[a + c]
                 row[a + c] = row[b + c]
                 row[b + c] = t
-
-
-@_jit
-def _fill_box(out, top, left, h, w, value, chw):  # pragma: no cover - compiled by numba
-    t, l, eh, ew = int(top), int(left), int(h), int(w)
-    if chw:
-        for c in range(out.shape[0]):
-            out[c, t:t + eh, l:l + ew] = value[c]
-    else:
-        for c in range(out.shape[2]):
-            out[t:t + eh, l:l + ew, c] = value[c]
 
 
 @_jit
