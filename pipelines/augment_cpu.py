@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from dalinorm.pipelines.resample import (PILLOW_VERTICAL_FIRST, is_cubic, normalize_into,
-                                         numba_operator, resample_kernel)
+                                         numba_operator, resample_kernel, sized_output_setup)
 
 __all__ = ["OP_CODES", "erase_numba", "lin_words", "policy_numba", "train_step_numba", "warp_linear"]
 
@@ -610,18 +610,7 @@ def _train_step_operator(chw: bool, cubic: bool):
     from nvidia.dali.plugin.numba import NumbaFunction
 
     step, vertical_rule = train_step_into, PILLOW_VERTICAL_FIRST
-
-    def setup(outs, ins):  # pragma: no cover - compiled by numba
-        for i in range(len(ins[0])):
-            if chw:
-                outs[0][i][0] = ins[0][i][2]
-                outs[0][i][1] = ins[1][i][0]
-                outs[0][i][2] = ins[1][i][1]
-            else:
-                outs[0][i][0] = ins[1][i][0]
-                outs[0][i][1] = ins[1][i][1]
-                outs[0][i][2] = ins[0][i][2]
-            outs[1][i][0] = 4
+    setup = sized_output_setup(chw, 4)  # the erased box
 
     def run(out0, out1, in0, in1, in2, in3, in4, in5):  # pragma: no cover - compiled by numba
         k = in2.shape[0] - 1

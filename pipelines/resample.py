@@ -43,7 +43,7 @@ from dalinorm.config import INTERPOLATIONS
 from dalinorm.pipelines.train_size import extent
 
 __all__ = ["PILLOW_VERTICAL_FIRST", "is_cubic", "normalize_into", "pil_resize_numba", "resample_into",
-           "resample_kernel"]
+           "resample_kernel", "sized_output_setup"]
 
 _BITS = 22  # Pillow's PRECISION_BITS for 8-bit images: 32 - 8 - 2
 _HALF = 1 << (_BITS - 1)
@@ -451,13 +451,10 @@ def _resize_operator(cubic: bool):
                          ins_ndim=[3, 3, 1], batch_processing=False)
 
 
-def _normalizing_operator(chw: bool, cubic: bool):
-    """(image, size, window, mirror, [mean, 1/std, low, high]) → float32 CHW or HWC, in one
-    pass (``cubic``: Pillow's bicubic filter, else its bilinear)."""
-    from nvidia.dali import types
-    from nvidia.dali.plugin.numba import NumbaFunction
-
-    resample, normalize_into, vertical_rule = _resample_into, _normalize_into, PILLOW_VERTICAL_FIRST
+def sized_output_setup(chw: bool, second: int):
+    """A ``NumbaFunction`` setup for the operators that resize into a float32 image: output 0
+    is (C, h, w) if ``chw`` else (h, w, C), with C from input 0's shape (the HWC image) and
+    (h, w) from input 1's (the zero-volume size carrier), output 1 a vector of ``second``."""
 
     def setup(outs, ins):  # pragma: no cover - compiled by numba
         for i in range(len(ins[0])):
@@ -469,7 +466,19 @@ def _normalizing_operator(chw: bool, cubic: bool):
                 outs[0][i][0] = ins[1][i][0]
                 outs[0][i][1] = ins[1][i][1]
                 outs[0][i][2] = ins[0][i][2]
-            outs[1][i][0] = 0
+            outs[1][i][0] = second
+
+    return setup
+
+
+def _normalizing_operator(chw: bool, cubic: bool):
+    """(image, size, window, mirror, [mean, 1/std, low, high]) → float32 CHW or HWC, in one
+    pass (``cubic``: Pillow's bicubic filter, else its bilinear)."""
+    from nvidia.dali import types
+    from nvidia.dali.plugin.numba import NumbaFunction
+
+    resample, normalize_into, vertical_rule = _resample_into, _normalize_into, PILLOW_VERTICAL_FIRST
+    setup = sized_output_setup(chw, 0)
 
     def run(out0, out1, in0, in1, in2, in3, in4):  # pragma: no cover - compiled by numba
         res = np.empty((in1.shape[0], in1.shape[1], in0.shape[2]), np.uint8)
